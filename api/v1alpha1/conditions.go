@@ -1,0 +1,60 @@
+package v1alpha1
+
+// Condition types.
+const (
+	// ConditionReady says whether the object does its job now: a connection can
+	// authenticate, a binding's target Secret holds the vault's current data.
+	ConditionReady = "Ready"
+)
+
+// Condition reasons. Messages that go with them carry the HTTP status and the provider's
+// own error text, never a credential or a secret value.
+const (
+	// ReasonSynced: the target Secret holds the data pulled at lastSyncTime.
+	ReasonSynced = "Synced"
+	// ReasonAuthenticated: the connection's credentials were accepted.
+	ReasonAuthenticated = "Authenticated"
+	// ReasonUnauthorized: the provider answered HTTP 401 (credentials missing, wrong or expired).
+	ReasonUnauthorized = "Unauthorized"
+	// ReasonForbidden: the provider answered HTTP 403 (authenticated but not allowed).
+	ReasonForbidden = "Forbidden"
+	// ReasonRateLimited: the provider answered 429 or asked to wait with Retry-After, or the
+	// connection's own rate budget is spent; status.retryAfter says until when.
+	ReasonRateLimited = "RateLimited"
+	// ReasonNotFound: the provider answered HTTP 404.
+	ReasonNotFound = "NotFound"
+	// ReasonProviderUnavailable: HTTP 5xx, a timeout, a refused connection or a TLS failure.
+	ReasonProviderUnavailable = "ProviderUnavailable"
+	// ReasonInvalidResponse: the provider's answer could not be decoded or was too large.
+	ReasonInvalidResponse = "InvalidResponse"
+	// ReasonInvalidSpec: the spec is wrong in a way the schema cannot catch (a bad regex,
+	// a template error, an invalid key).
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonCredentialsNotFound: the referenced credentials Secret or one of its keys is missing.
+	ReasonCredentialsNotFound = "CredentialsNotFound"
+	// ReasonConnectionNotReady: the binding's connection is missing, not allowed for the
+	// binding's namespace, or not Ready.
+	ReasonConnectionNotReady = "ConnectionNotReady"
+	// ReasonTargetConflict: the target Secret exists and is not managed by keyferry.
+	ReasonTargetConflict = "TargetConflict"
+	// ReasonTooLarge: the rendered Secret would exceed the 1 MiB Secret size limit.
+	ReasonTooLarge = "TooLarge"
+	// ReasonProgressing: the object was accepted and its first pass has not finished yet.
+	ReasonProgressing = "Progressing"
+)
+
+// Well-known annotations and labels.
+const (
+	// AnnotationRefresh on a SecretBinding forces a sync whenever its value changes; the
+	// handled value is echoed in status.lastHandledRefresh.
+	AnnotationRefresh = "keyferry.dev/refresh"
+	// AnnotationDataHMAC on a managed Secret holds a keyed HMAC of the data keyferry wrote,
+	// so an unchanged pull causes no write.
+	AnnotationDataHMAC = "keyferry.dev/data-hmac"
+	// LabelManagedBy marks Secrets managed by keyferry; the operator caches only these.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// LabelManagedByValue is the value of LabelManagedBy on keyferry's Secrets.
+	LabelManagedByValue = "keyferry"
+	// LabelBinding names the SecretBinding that writes a managed Secret.
+	LabelBinding = "keyferry.dev/binding"
+)

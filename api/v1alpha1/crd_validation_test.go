@@ -1,0 +1,325 @@
+package v1alpha1_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/testenv"
+)
+
+var (
+	env *envtest.Environment
+	k8s client.Client
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	var err error
+	env, err = testenv.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the local control plane:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	k8s, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "crd-test-"}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+func TestSamplesAreAccepted(t *testing.T) {
+	ns := newNamespace(t)
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "keyferry_*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no samples found (%v)", err)
+	}
+	seen := map[string]bool{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+		for {
+			u := &unstructured.Unstructured{}
+			if err := dec.Decode(&u.Object); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if u.GetKind() != "ClusterVaultConnection" {
+				u.SetNamespace(ns)
+			}
+			if err := k8s.Create(context.Background(), u); err != nil {
+				t.Errorf("%s: the apiserver rejected %s %s: %v", filepath.Base(f), u.GetKind(), u.GetName(), err)
+			}
+			if u.GetKind() == "VaultConnection" {
+				p, _, _ := unstructured.NestedString(u.Object, "spec", "provider")
+				seen[p] = true
+			}
+		}
+	}
+	for _, p := range []kf.Provider{kf.ProviderKeyway, kf.ProviderKeystash, kf.ProviderStash,
+		kf.ProviderKnowledgeStack, kf.ProviderKeymint, kf.ProviderHTTP} {
+		if !seen[string(p)] {
+			t.Errorf("no sample VaultConnection for provider %s", p)
+		}
+	}
+}
+
+func validConnection(ns string) *kf.VaultConnection {
+	return &kf.VaultConnection{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "vc-", Namespace: ns},
+		Spec: kf.VaultConnectionSpec{
+			Provider: kf.ProviderKeyway,
+			Auth: kf.AuthSpec{Bearer: &kf.BearerAuth{
+				SecretRef: kf.SecretKeyReference{Name: "token", Key: "token"},
+			}},
+		},
+	}
+}
+
+func validClusterConnection() *kf.ClusterVaultConnection {
+	return &kf.ClusterVaultConnection{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "cvc-"},
+		Spec: kf.ClusterVaultConnectionSpec{
+			VaultConnectionSpec: kf.VaultConnectionSpec{
+				Provider: kf.ProviderKeyway,
+				Auth: kf.AuthSpec{Bearer: &kf.BearerAuth{
+					SecretRef: kf.SecretKeyReference{Name: "token", Namespace: "keyferry-system", Key: "token"},
+				}},
+			},
+			NamespaceSelector: &metav1.LabelSelector{},
+		},
+	}
+}
+
+func validBinding(ns string) *kf.SecretBinding {
+	return &kf.SecretBinding{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "sb-", Namespace: ns},
+		Spec: kf.SecretBindingSpec{
+			ConnectionRef: kf.ConnectionReference{Name: "keyway"},
+			Vault:         "acme/payments",
+			Environment:   "production",
+		},
+	}
+}
+
+func dur(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
+
+func TestValidObjectsAreAccepted(t *testing.T) {
+	ns := newNamespace(t)
+	for _, obj := range []client.Object{validConnection(ns), validClusterConnection(), validBinding(ns)} {
+		if err := k8s.Create(context.Background(), obj); err != nil {
+			t.Errorf("valid %T rejected: %v", obj, err)
+		}
+	}
+	b := validBinding(ns)
+	if err := k8s.Create(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	// Defaults a user relies on.
+	if b.Spec.RefreshInterval == nil || b.Spec.RefreshInterval.Duration != time.Hour {
+		t.Errorf("refreshInterval default = %v, want 1h", b.Spec.RefreshInterval)
+	}
+	if b.Spec.Target.CreationPolicy != kf.CreationPolicyOwner || b.Spec.ConnectionRef.Kind != kf.ConnectionKindNamespaced {
+		t.Errorf("defaults not applied: creationPolicy=%q kind=%q", b.Spec.Target.CreationPolicy, b.Spec.ConnectionRef.Kind)
+	}
+}
+
+func TestCELRulesRejectBadObjects(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct {
+		name string
+		obj  func() client.Object
+		want string
+	}{
+		{"no auth method", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.Auth = kf.AuthSpec{}
+			return c
+		}, "auth must set exactly one of bearer, apiKey or login"},
+		{"two auth methods", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.Auth.APIKey = &kf.APIKeyAuth{Header: "X-Key", SecretRef: kf.SecretKeyReference{Name: "k", Key: "k"}}
+			return c
+		}, "auth must set exactly one of bearer, apiKey or login"},
+		{"plain http url", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.URL = "http://vault.example.com"
+			return c
+		}, "url must start with https://"},
+		{"http provider without url", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.Provider = kf.ProviderHTTP
+			return c
+		}, "url is required for provider http"},
+		{"unknown provider", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.Provider = "hashicorp"
+			return c
+		}, `Unsupported value: "hashicorp"`},
+		{"unknown login encoding", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.Auth = kf.AuthSpec{Login: &kf.LoginAuth{Encoding: "xml", SecretRef: kf.SecretReference{Name: "l"}}}
+			return c
+		}, `Unsupported value: "xml"`},
+		{"zero rate limit", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.RateLimit = &kf.RateLimit{Requests: 0, Period: metav1.Duration{Duration: time.Minute}}
+			return c
+		}, "rateLimit.requests must be positive"},
+		{"zero rate period", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.RateLimit = &kf.RateLimit{Requests: 10, Period: metav1.Duration{}}
+			return c
+		}, "rateLimit.period must be positive"},
+		{"cluster connection secretRef without namespace", func() client.Object {
+			c := validClusterConnection()
+			c.Spec.Auth.Bearer.SecretRef.Namespace = ""
+			return c
+		}, "every secretRef of a ClusterVaultConnection must name a namespace"},
+		{"refresh interval under 10s", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.RefreshInterval = dur(5 * time.Second)
+			return b
+		}, "refreshInterval must be at least 10s"},
+		{"empty vault", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Vault = ""
+			return b
+		}, "vault must not be empty"},
+		{"empty environment", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Environment = ""
+			return b
+		}, "environment must not be empty"},
+		{"unknown request format", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Request = &kf.RequestSpec{Path: "/x", Format: "yaml"}
+			return b
+		}, `Unsupported value: "yaml"`},
+		{"unknown creation policy", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Target.CreationPolicy = "Adopt"
+			return b
+		}, `Unsupported value: "Adopt"`},
+		{"rename to an invalid key", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Rename = map[string]kf.SecretKeyName{"DB_PASS": "db pass"}
+			return b
+		}, "rename targets must be valid Secret keys"},
+		{"template key invalid", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Target.Template = &kf.TargetTemplate{Data: map[string]string{"bad/key": "{{ .A }}"}}
+			return b
+		}, "template.data keys must be valid Secret keys"},
+		{"unknown connection kind", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.ConnectionRef.Kind = "SecretStore"
+			return b
+		}, `Unsupported value: "SecretStore"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := k8s.Create(context.Background(), tc.obj())
+			if err == nil {
+				t.Fatalf("the apiserver accepted an object that should be rejected (want %q)", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("rejected with %q, want a message containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestInsecureHTTPAllowedWhenAsked(t *testing.T) {
+	c := validConnection(newNamespace(t))
+	c.Spec.URL = "http://127.0.0.1:8200"
+	c.Spec.AllowInsecureHTTP = true
+	if err := k8s.Create(context.Background(), c); err != nil {
+		t.Fatalf("http url with allowInsecureHTTP rejected: %v", err)
+	}
+}
+
+func TestStatusSubresourceLeavesSpecAlone(t *testing.T) {
+	ctx := context.Background()
+	b := validBinding(newNamespace(t))
+	if err := k8s.Create(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	generation := b.Generation
+	b.Spec.Environment = "changed-through-status"
+	b.Status.SyncedKeys = 7
+	b.Status.Conditions = []metav1.Condition{{Type: kf.ConditionReady, Status: metav1.ConditionTrue,
+		Reason: kf.ReasonSynced, Message: "ok", LastTransitionTime: metav1.Now()}}
+	if err := k8s.Status().Update(ctx, b); err != nil {
+		t.Fatalf("status update: %v", err)
+	}
+	got := &kf.SecretBinding{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(b), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.SyncedKeys != 7 || len(got.Status.Conditions) != 1 {
+		t.Errorf("status not stored: %+v", got.Status)
+	}
+	if got.Spec.Environment != "production" || got.Generation != generation {
+		t.Errorf("status update changed spec: environment=%q generation %d -> %d",
+			got.Spec.Environment, generation, got.Generation)
+	}
+}
+
+func TestKubectlExplainReadsWell(t *testing.T) {
+	kubectl := env.ControlPlane.KubeCtl()
+	for resource, want := range map[string][]string{
+		"secretbinding.spec.target": {"creationPolicy", "Owner", "template", "Defaults to the binding's name"},
+		"vaultconnection.spec.auth": {"exactly one of bearer, apiKey or login", "login"},
+		"clustervaultconnection.spec.namespaceSelector": {"namespaces whose SecretBindings may use"},
+	} {
+		stdout, stderr, err := kubectl.Run("explain", resource)
+		if err != nil {
+			b, _ := io.ReadAll(stderr)
+			t.Fatalf("kubectl explain %s: %v: %s", resource, err, b)
+		}
+		out, _ := io.ReadAll(stdout)
+		for _, w := range want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("kubectl explain %s lacks %q:\n%s", resource, w, out)
+			}
+		}
+	}
+}

@@ -1,0 +1,243 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConnectionKind is the kind of connection a binding refers to.
+// +kubebuilder:validation:Enum=VaultConnection;ClusterVaultConnection
+type ConnectionKind string
+
+// Connection kinds.
+const (
+	ConnectionKindNamespaced ConnectionKind = "VaultConnection"
+	ConnectionKindCluster    ConnectionKind = "ClusterVaultConnection"
+)
+
+// ConnectionReference names the connection a binding pulls through.
+type ConnectionReference struct {
+	// name of the VaultConnection (in the binding's namespace) or ClusterVaultConnection.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// kind of the connection: VaultConnection (default) or ClusterVaultConnection.
+	// +optional
+	// +kubebuilder:default=VaultConnection
+	Kind ConnectionKind `json:"kind,omitempty"`
+}
+
+// RequestFormat is the format of a secrets response.
+// +kubebuilder:validation:Enum=json;dotenv
+type RequestFormat string
+
+// Request formats.
+const (
+	RequestFormatJSON   RequestFormat = "json"
+	RequestFormatDotenv RequestFormat = "dotenv"
+)
+
+// RequestSpec describes how to fetch an environment's secrets from a provider without a
+// native secrets endpoint. {vault} and {environment} in path and body are replaced by the
+// binding's values (URL-escaped in the path).
+type RequestSpec struct {
+	// method of the request: GET (default) or POST.
+	// +optional
+	// +kubebuilder:default=GET
+	// +kubebuilder:validation:Enum=GET;POST
+	Method string `json:"method,omitempty"`
+	// path of the request below the connection's url, with an optional query, e.g.
+	// /v1/config/{vault}/{environment}.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="request.path must start with /"
+	Path string `json:"path"`
+	// body of the request (POST), with the same placeholders; sent as application/json
+	// when it looks like JSON.
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	Body string `json:"body,omitempty"`
+	// format of the secrets in the response: json (an object of values) or dotenv text.
+	// +optional
+	// +kubebuilder:default=json
+	Format RequestFormat `json:"format,omitempty"`
+	// dataPath is the dot-separated path to the secrets inside the JSON response, e.g.
+	// data.content; empty means the whole body.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	DataPath string `json:"dataPath,omitempty"`
+}
+
+// KeySelector selects keys by regular expressions (RE2) on their names.
+type KeySelector struct {
+	// include keeps only the keys matching at least one of these expressions; empty keeps
+	// all keys.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	Include []string `json:"include,omitempty"`
+	// exclude drops the keys matching any of these expressions (applied after include).
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	Exclude []string `json:"exclude,omitempty"`
+}
+
+// SecretKeyName is a valid key of a Kubernetes Secret's data.
+// +kubebuilder:validation:MaxLength=253
+type SecretKeyName string
+
+// CreationPolicy says who owns the target Secret.
+// +kubebuilder:validation:Enum=Owner;Merge;Orphan
+type CreationPolicy string
+
+// Creation policies.
+const (
+	// CreationPolicyOwner: keyferry creates the Secret with the binding as controller
+	// owner; deleting the binding deletes the Secret.
+	CreationPolicyOwner CreationPolicy = "Owner"
+	// CreationPolicyMerge: keyferry writes only its keys into a Secret someone else owns;
+	// deleting the binding removes just those keys.
+	CreationPolicyMerge CreationPolicy = "Merge"
+	// CreationPolicyOrphan: keyferry creates the Secret without an owner; it stays when
+	// the binding is deleted.
+	CreationPolicyOrphan CreationPolicy = "Orphan"
+)
+
+// TargetTemplate renders the target Secret from the pulled values with Go templates.
+type TargetTemplate struct {
+	// data maps target keys to Go text/template strings over the pulled values, e.g.
+	// DSN: "postgres://{{ .DB_USER }}:{{ .DB_PASS }}@db/app". When set, only these keys are
+	// written.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=256
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))",message="template.data keys must be valid Secret keys (letters, digits, '-', '_' or '.')"
+	Data map[string]string `json:"data,omitempty"`
+	// labels added to the target Secret.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// annotations added to the target Secret.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// TargetSpec describes the Kubernetes Secret the secrets are written to.
+type TargetSpec struct {
+	// name of the Secret in the binding's namespace. Defaults to the binding's name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="target.name must be a valid Secret name (lower-case DNS subdomain)"
+	Name string `json:"name,omitempty"`
+	// type of the Secret. Defaults to Opaque.
+	// +optional
+	// +kubebuilder:default=Opaque
+	Type corev1.SecretType `json:"type,omitempty"`
+	// creationPolicy: Owner (default; the binding owns the Secret), Merge (write only this
+	// binding's keys into an existing Secret) or Orphan (create without an owner).
+	// +optional
+	// +kubebuilder:default=Owner
+	CreationPolicy CreationPolicy `json:"creationPolicy,omitempty"`
+	// template renders the Secret's data, labels and annotations with Go templates.
+	// +optional
+	Template *TargetTemplate `json:"template,omitempty"`
+}
+
+// SecretBindingSpec says which secrets of which vault environment go into which Secret.
+type SecretBindingSpec struct {
+	// connectionRef names the VaultConnection or ClusterVaultConnection to pull through.
+	ConnectionRef ConnectionReference `json:"connectionRef"`
+	// vault names the vault (keyway: the GitHub repository owner/repo).
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.size() > 0",message="vault must not be empty"
+	Vault string `json:"vault"`
+	// environment is the vault environment, e.g. production.
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.size() > 0",message="environment must not be empty"
+	Environment string `json:"environment"`
+	// request says how to fetch the secrets from a provider without a native secrets
+	// endpoint (every provider but keyway).
+	// +optional
+	Request *RequestSpec `json:"request,omitempty"`
+	// keys selects which pulled keys are written; default all.
+	// +optional
+	Keys *KeySelector `json:"keys,omitempty"`
+	// rename maps pulled key names to the key names written to the Secret.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=256
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].matches('^[-._a-zA-Z0-9]+$'))",message="rename targets must be valid Secret keys (letters, digits, '-', '_' or '.')"
+	Rename map[string]SecretKeyName `json:"rename,omitempty"`
+	// target describes the Secret written.
+	// +optional
+	Target TargetSpec `json:"target,omitempty"`
+	// refreshInterval is how often the vault is read again (jittered). At least 10s;
+	// defaults to 1h.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="refreshInterval must be at least 10s"
+	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
+}
+
+// SecretBindingStatus is the observed state of a binding.
+type SecretBindingStatus struct {
+	// observedGeneration is the generation that was last handled completely.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// conditions: Ready says whether the target Secret holds the vault's data, with a
+	// reason such as Synced, Unauthorized, RateLimited or TargetConflict.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// lastSyncTime is when the target Secret was last confirmed to match the vault.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+	// nextSyncTime is when the vault will be read again.
+	// +optional
+	NextSyncTime *metav1.Time `json:"nextSyncTime,omitempty"`
+	// syncedKeys is the number of keys written to the target Secret.
+	// +optional
+	SyncedKeys int32 `json:"syncedKeys,omitempty"`
+	// retryAfter is set while the connection waits for the provider (rate limit).
+	// +optional
+	RetryAfter *metav1.Time `json:"retryAfter,omitempty"`
+	// lastHandledRefresh echoes the last handled value of the keyferry.dev/refresh
+	// annotation.
+	// +optional
+	LastHandledRefresh string `json:"lastHandledRefresh,omitempty"`
+}
+
+// SecretBinding pulls the secrets of one vault environment through a connection into a
+// Kubernetes Secret and keeps it in sync.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=sb,categories=keyferry
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Environment",type=string,JSONPath=`.spec.environment`
+// +kubebuilder:printcolumn:name="Keys",type=integer,JSONPath=`.status.syncedKeys`
+// +kubebuilder:printcolumn:name="Last Sync",type=date,JSONPath=`.status.lastSyncTime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SecretBinding struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec says which secrets go into which Secret.
+	Spec SecretBindingSpec `json:"spec"`
+	// status is the observed state of the binding.
+	// +optional
+	Status SecretBindingStatus `json:"status,omitempty"`
+}
+
+// SecretBindingList is a list of SecretBindings.
+// +kubebuilder:object:root=true
+type SecretBindingList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SecretBinding `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SecretBinding{}, &SecretBindingList{})
+}

@@ -1,0 +1,48 @@
+// Package testenv starts a real kube-apiserver and etcd (controller-runtime envtest) with
+// keyferry's CRDs installed, for integration tests.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	keyferryv1alpha1 "github.com/keyferry/keyferry/api/v1alpha1"
+)
+
+// RepoRoot is the repository's root directory.
+func RepoRoot() string {
+	_, file, _, _ := goruntime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Scheme knows the built-in kinds and keyferry's.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(keyferryv1alpha1.AddToScheme(s))
+	return s
+}
+
+// New returns an envtest environment that installs keyferry's generated CRDs. It needs
+// KUBEBUILDER_ASSETS pointing at kube-apiserver, etcd and kubectl: `make test` builds them
+// (hack/build-control-plane.sh) and sets it.
+func New() (*envtest.Environment, error) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: run the tests with `make test`, " +
+			"which builds the local control plane once and points KUBEBUILDER_ASSETS at it")
+	}
+	return &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+		Scheme:                Scheme(),
+	}, nil
+}
