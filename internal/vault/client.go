@@ -1,0 +1,273 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyferry/keyferry/internal/version"
+)
+
+// maxInlineWait is the longest a caller is held for the budget (e.g. Keystash's 5/s);
+// longer waits are returned as RateLimited with the time to come back.
+const maxInlineWait = time.Second
+
+// Client talks to one vault connection. It is safe for concurrent use and meant to live as
+// long as its connection's spec and credentials do.
+type Client struct {
+	cfg    Config
+	preset *Preset
+	base   *url.URL
+	http   *http.Client
+	gate   *gate
+	// session is the login token cache; nil for static credentials.
+	session *session
+	pulls   *coalescer
+	hooks   Hooks
+
+	closeOnce sync.Once
+}
+
+// Hooks observe a client's traffic (metrics); every field is optional.
+type Hooks struct {
+	// Request is called after each request that reached the provider (status 0 when no
+	// response arrived).
+	Request func(op string, status int)
+	// Paused is called when a request was not sent because of a pause or the budget.
+	Paused func(op string, byProvider bool, wait time.Duration)
+	// Fetch is called for every coalesced fetch; shared says it was served without a
+	// request of its own.
+	Fetch func(shared bool)
+}
+
+// New builds a client from cfg, completing it with its provider's preset.
+func New(cfg Config, hooks Hooks) (*Client, error) {
+	full, preset, err := cfg.withDefaults()
+	if err != nil {
+		return nil, &Error{Reason: ReasonInvalidConfig, Op: "configure", Message: err.Error()}
+	}
+	base, _ := url.Parse(strings.TrimRight(full.BaseURL, "/"))
+	hc, err := newHTTPClient(full)
+	if err != nil {
+		return nil, &Error{Reason: ReasonInvalidConfig, Op: "configure", Message: err.Error()}
+	}
+	c := &Client{cfg: full, preset: preset, base: base, http: hc, gate: newGate(full.Clock, full.Budget), hooks: hooks}
+	if full.Auth == AuthLogin {
+		c.session = &session{c: c}
+	}
+	c.pulls = newCoalescer(c)
+	return c, nil
+}
+
+// Provider returns the client's provider name.
+func (c *Client) Provider() string { return c.cfg.Provider }
+
+// PausedUntil returns when the provider's pause ends; zero when none is in force.
+func (c *Client) PausedUntil() time.Time { return c.gate.pausedUntil() }
+
+// Authenticate obtains a session token when the client logs in (a no-op for static
+// credentials, which are checked by the first real request) and reports the token's life.
+func (c *Client) Authenticate(ctx context.Context) (TokenInfo, error) {
+	if c.session == nil {
+		return TokenInfo{}, nil
+	}
+	if _, err := c.session.token(ctx); err != nil {
+		return TokenInfo{}, err
+	}
+	return c.session.info(), nil
+}
+
+// TokenInfo describes the current session token, never its value.
+type TokenInfo struct {
+	ObtainedAt time.Time
+	ExpiresAt  time.Time
+}
+
+// Close signs the session out (when the provider has a sign-out endpoint) and drops it.
+// Use it when the connection is deleted or its credentials change.
+func (c *Client) Close(ctx context.Context) {
+	c.closeOnce.Do(func() {
+		if c.session != nil {
+			c.session.signOut(ctx)
+		}
+		c.http.CloseIdleConnections()
+	})
+}
+
+// response is what a request brought back.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// send sends one request through the gate, reads the capped body, records any pause the
+// provider asks for and turns a non-2xx answer into an *Error.
+func (c *Client) send(ctx context.Context, op string, req *http.Request) (*response, error) {
+	if err := c.wait(ctx, op); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req = req.WithContext(ctx)
+	req.Header.Set("User-Agent", version.UserAgent())
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json, text/plain, */*")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.observe(op, 0)
+		return nil, c.redact(transportError(op, err, ctx))
+	}
+	defer func() { _ = resp.Body.Close() }()
+	c.observe(op, resp.StatusCode)
+	body, readErr := readCapped(resp.Body, DefaultMaxBodyBytes)
+	now := c.cfg.Clock.Now()
+	pause := retryAt(resp.Header, now)
+	if !pause.IsZero() {
+		c.gate.pauseUntil(pause)
+	}
+	if readErr != nil {
+		if ctx.Err() != nil {
+			return nil, transportError(op, readErr, ctx)
+		}
+		return nil, &Error{Reason: ReasonInvalidResponse, Op: op, StatusCode: resp.StatusCode, Message: readErr.Error()}
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return &response{status: resp.StatusCode, header: resp.Header, body: body}, nil
+	}
+	reason := reasonForStatus(resp.StatusCode)
+	if resp.Header.Get("Retry-After") != "" && !pause.IsZero() {
+		// Any status with Retry-After means "wait" (Keyway answers 500 over its limit).
+		reason = ReasonRateLimited
+	}
+	if c.preset.Classify != nil {
+		reason = c.preset.Classify(op, resp, body, reason)
+	}
+	e := &Error{Reason: reason, Op: op, StatusCode: resp.StatusCode, Message: errorMessage(c.preset.Dialect, body)}
+	if reason == ReasonRateLimited || !pause.IsZero() {
+		e.RetryAt = c.gate.pausedUntil()
+	}
+	return nil, c.redact(e)
+}
+
+// wait takes a slot from the gate, holding the caller for short budget waits only.
+func (c *Client) wait(ctx context.Context, op string) error {
+	for {
+		retry, byProvider, ok := c.gate.take()
+		if ok {
+			return nil
+		}
+		d := retry.Sub(c.cfg.Clock.Now())
+		if c.hooks.Paused != nil {
+			c.hooks.Paused(op, byProvider, d)
+		}
+		if byProvider || d > maxInlineWait {
+			msg := "client-side rate budget spent"
+			if byProvider {
+				msg = "provider asked to wait (Retry-After or rate limit exhausted)"
+			}
+			return &Error{Reason: ReasonRateLimited, Op: op, Message: msg, RetryAt: retry}
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return &Error{Reason: ReasonProviderUnavailable, Op: op, Message: "request canceled", Err: ctx.Err()}
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) observe(op string, status int) {
+	if c.hooks.Request != nil {
+		c.hooks.Request(op, status)
+	}
+}
+
+// redact removes any credential that a provider echoed back into its error text.
+func (c *Client) redact(e *Error) *Error {
+	for _, s := range c.cfg.secrets() {
+		e.Message = strings.ReplaceAll(e.Message, s, "[redacted]")
+	}
+	if c.session != nil {
+		if tok := c.session.current(); len(tok) >= 4 {
+			e.Message = strings.ReplaceAll(e.Message, tok, "[redacted]")
+		}
+	}
+	return e
+}
+
+// newRequest builds a request for path (URL text, which may hold a query) below the base
+// URL.
+func (c *Client) newRequest(method, path string, body []byte, contentType string) (*http.Request, error) {
+	u, err := url.Parse(c.base.String() + "/" + strings.TrimLeft(path, "/"))
+	if err != nil {
+		return nil, err
+	}
+	if u.Host != c.base.Host || u.Scheme != c.base.Scheme {
+		return nil, errors.New("request path must stay on the connection's host")
+	}
+	var r io.Reader = http.NoBody
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u.String(), r)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	return req, nil
+}
+
+// authorize puts the credential on req.
+func (c *Client) authorize(req *http.Request, tok string, fromCookie bool) {
+	switch c.cfg.Auth {
+	case AuthAPIKey:
+		req.Header.Set(c.cfg.Header, c.cfg.Token)
+	case AuthBearer:
+		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	case AuthLogin:
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if fromCookie && c.cfg.Login.TokenCookie != "" {
+			req.AddCookie(&http.Cookie{Name: c.cfg.Login.TokenCookie, Value: tok})
+		}
+	}
+}
+
+// doAuthorized sends an authenticated request. A 401 on a session token invalidates it and
+// causes exactly one re-login and one retry; a 403 is returned as it is.
+func (c *Client) doAuthorized(ctx context.Context, op string, build func() (*http.Request, error)) (*response, error) {
+	for attempt := 0; ; attempt++ {
+		req, err := build()
+		if err != nil {
+			return nil, &Error{Reason: ReasonInvalidConfig, Op: op, Message: "cannot build request: " + sanitize(err.Error())}
+		}
+		var tok string
+		var fromCookie bool
+		if c.session != nil {
+			if tok, err = c.session.token(ctx); err != nil {
+				return nil, err
+			}
+			fromCookie = c.session.fromCookie()
+		}
+		c.authorize(req, tok, fromCookie)
+		resp, err := c.send(ctx, op, req)
+		if err == nil {
+			return resp, nil
+		}
+		if ve, ok := AsError(err); ok && ve.Reason == ReasonUnauthorized && c.session != nil && attempt == 0 {
+			c.session.invalidate(tok)
+			continue
+		}
+		return nil, err
+	}
+}

@@ -1,0 +1,39 @@
+package vault
+
+import (
+	"net/http"
+	"time"
+)
+
+// Preset is one vendor's quirks: where it is, how it authenticates by default, how it
+// writes errors, what it allows, and (keyway) how to pull an environment natively.
+type Preset struct {
+	Name       string
+	DefaultURL string
+	Dialect    Dialect
+	// APIKeyHeader is the header an apiKey auth uses when the spec names none.
+	APIKeyHeader string
+	// Login holds the defaults of a login auth.
+	Login LoginConfig
+	// Budget is the vendor's documented limit, used when the spec sets none.
+	Budget RateBudget
+	// NativePull builds the request for an environment's secrets; nil when the binding
+	// must say how (its request block).
+	NativePull *PullRequest
+	// Classify may re-classify an error response; nil keeps the status-code mapping.
+	Classify func(op string, resp *http.Response, body []byte, r Reason) Reason
+}
+
+// RateBudget is at most Requests per Period.
+type RateBudget struct {
+	Requests int
+	Period   time.Duration
+}
+
+// presets by provider name; each lives in its own preset_<name>.go file.
+var presets = map[string]*Preset{}
+
+func registerPreset(p *Preset) { presets[p.Name] = p }
+
+// PresetFor returns the preset of a provider, or nil for an unknown name.
+func PresetFor(provider string) *Preset { return presets[provider] }

@@ -1,0 +1,84 @@
+package vault
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// signoutTimeout bounds the sign-out of a replaced or removed client.
+const signoutTimeout = 10 * time.Second
+
+// Registry keeps one long-lived client per connection, rebuilt only when the connection's
+// config (credentials included) changes; the replaced client signs out.
+type Registry struct {
+	hooks func(connection string) Hooks
+
+	mu      sync.Mutex
+	clients map[string]*registered
+}
+
+type registered struct {
+	fingerprint string
+	client      *Client
+}
+
+// NewRegistry returns an empty registry; hooks, when not nil, gives each connection's
+// clients their hooks (metrics).
+func NewRegistry(hooks func(connection string) Hooks) *Registry {
+	return &Registry{hooks: hooks, clients: map[string]*registered{}}
+}
+
+// Client returns the client of connection id for cfg, reusing the existing one when cfg
+// is unchanged.
+func (r *Registry) Client(id string, cfg Config) (*Client, error) {
+	fp := cfg.Fingerprint()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.clients[id]; ok && cur.fingerprint == fp {
+		return cur.client, nil
+	}
+	var h Hooks
+	if r.hooks != nil {
+		h = r.hooks(id)
+	}
+	c, err := New(cfg, h)
+	if err != nil {
+		return nil, err
+	}
+	if old, ok := r.clients[id]; ok {
+		go closeClient(old.client)
+	}
+	r.clients[id] = &registered{fingerprint: fp, client: c}
+	return c, nil
+}
+
+// Get returns the current client of connection id, if any.
+func (r *Registry) Get(id string) (*Client, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, ok := r.clients[id]
+	if !ok {
+		return nil, false
+	}
+	return cur.client, true
+}
+
+// Remove drops connection id's client and signs its session out.
+func (r *Registry) Remove(ctx context.Context, id string) {
+	r.mu.Lock()
+	cur, ok := r.clients[id]
+	delete(r.clients, id)
+	r.mu.Unlock()
+	if ok {
+		ctx, cancel := context.WithTimeout(ctx, signoutTimeout)
+		defer cancel()
+		cur.client.Close(ctx)
+	}
+}
+
+func closeClient(c *Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), signoutTimeout)
+	defer cancel()
+	c.Close(ctx)
+}
