@@ -22,7 +22,9 @@ type statusObject interface {
 	setObservedGeneration(int64)
 }
 
-type vcStatus struct{ *keyferryv1alpha1.VaultConnection }
+type vcStatus struct {
+	*keyferryv1alpha1.VaultConnection
+}
 
 func (o vcStatus) conditions() *[]metav1.Condition { return &o.Status.Conditions }
 func (o vcStatus) setObservedGeneration(g int64)   { o.Status.ObservedGeneration = g }
@@ -34,7 +36,9 @@ type cvcStatus struct {
 func (o cvcStatus) conditions() *[]metav1.Condition { return &o.Status.Conditions }
 func (o cvcStatus) setObservedGeneration(g int64)   { o.Status.ObservedGeneration = g }
 
-type sbStatus struct{ *keyferryv1alpha1.SecretBinding }
+type sbStatus struct {
+	*keyferryv1alpha1.SecretBinding
+}
 
 func (o sbStatus) conditions() *[]metav1.Condition { return &o.Status.Conditions }
 func (o sbStatus) setObservedGeneration(g int64)   { o.Status.ObservedGeneration = g }

@@ -3,6 +3,7 @@ package v1alpha1_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -76,7 +77,7 @@ func TestSamplesAreAccepted(t *testing.T) {
 		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
 		for {
 			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); err == io.EOF {
+			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
 				break
 			} else if err != nil {
 				t.Fatalf("%s: %v", f, err)
@@ -304,10 +305,17 @@ func TestStatusSubresourceLeavesSpecAlone(t *testing.T) {
 }
 
 func TestKubectlExplainReadsWell(t *testing.T) {
-	kubectl := env.ControlPlane.KubeCtl()
+	user, err := env.AddUser(envtest.User{Name: "explainer", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl, err := user.Kubectl()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for resource, want := range map[string][]string{
-		"secretbinding.spec.target": {"creationPolicy", "Owner", "template", "Defaults to the binding's name"},
-		"vaultconnection.spec.auth": {"exactly one of bearer, apiKey or login", "login"},
+		"secretbinding.spec.target":                     {"creationPolicy", "Owner", "template", "name of the Secret"},
+		"vaultconnection.spec.auth":                     {"exactly one of bearer, apiKey or login", "login"},
 		"clustervaultconnection.spec.namespaceSelector": {"namespaces whose SecretBindings may use"},
 	} {
 		stdout, stderr, err := kubectl.Run("explain", resource)

@@ -237,7 +237,3 @@ type SecretBindingList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []SecretBinding `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&SecretBinding{}, &SecretBindingList{})
-}

@@ -286,8 +286,3 @@ type ClusterVaultConnectionList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ClusterVaultConnection `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&VaultConnection{}, &VaultConnectionList{},
-		&ClusterVaultConnection{}, &ClusterVaultConnectionList{})
-}

@@ -218,7 +218,8 @@ func (c *Client) newRequest(method, path string, body []byte, contentType string
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
-	req, err := http.NewRequest(method, u.String(), r)
+	// send gives the request its real context, with the per-request timeout.
+	req, err := http.NewRequestWithContext(context.Background(), method, u.String(), r)
 	if err != nil {
 		return nil, err
 	}
