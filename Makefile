@@ -54,6 +54,15 @@ control-plane: ## Build (once per machine) the local kube-apiserver, etcd and ku
 test: manifests generate fmt vet ## Run all tests, integration tests on a real local apiserver.
 	KUBEBUILDER_ASSETS="$$(hack/build-control-plane.sh)" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: bench
+bench: ## Run the Go benchmarks (not part of make test).
+	go test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: fuzz
+fuzz: ## Fuzz the decoders for FUZZTIME each (default 30s).
+	for f in FuzzParseDotenv FuzzErrorDialects FuzzDecodePayload; do \
+		go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $${FUZZTIME:-30s} ./internal/vault/ || exit 1; done
+
 ##@ Build
 
 .PHONY: build
