@@ -2,16 +2,83 @@
 package controllers
 
 import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/vault"
 )
 
+// Options configure the reconcilers.
+type Options struct {
+	Registry *vault.Registry
+	HMACKey  []byte
+	Clock    clock.PassiveClock
+	// CredentialsPollInterval is how often connections read their credentials again.
+	CredentialsPollInterval time.Duration
+	ConnectionWorkers       int
+	BindingWorkers          int
+}
+
 // SetupWithManager registers every keyferry reconciler with mgr.
-func SetupWithManager(mgr ctrl.Manager) error {
-	if err := (&VaultConnectionReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-		return err
+func SetupWithManager(mgr ctrl.Manager, opts Options) error {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
 	}
-	if err := (&ClusterVaultConnectionReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-		return err
+	if opts.CredentialsPollInterval <= 0 {
+		opts.CredentialsPollInterval = 10 * time.Second
 	}
-	return (&SecretBindingReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	wakeVC := make(chan event.GenericEvent, 64)
+	wakeCVC := make(chan event.GenericEvent, 64)
+	for _, r := range []*ConnectionReconciler{
+		{Cluster: false, Wake: wakeVC},
+		{Cluster: true, Wake: wakeCVC},
+	} {
+		r.Client, r.Registry, r.Clock = mgr.GetClient(), opts.Registry, opts.Clock
+		r.Recorder = mgr.GetEventRecorderFor("keyferry")
+		r.PollInterval, r.Workers = opts.CredentialsPollInterval, opts.ConnectionWorkers
+		if err := r.SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
+	return (&SecretBindingReconciler{
+		Client:    mgr.GetClient(),
+		Secrets:   mgr.GetCache(),
+		APIReader: mgr.GetAPIReader(),
+		Registry:  opts.Registry,
+		Clock:     opts.Clock,
+		Recorder:  mgr.GetEventRecorderFor("keyferry"),
+		HMACKey:   opts.HMACKey,
+		Wake: map[kf.ConnectionKind]chan<- event.GenericEvent{
+			kf.ConnectionKindNamespaced: wakeVC, kf.ConnectionKindCluster: wakeCVC,
+		},
+		Workers: opts.BindingWorkers,
+	}).SetupWithManager(mgr)
+}
+
+// CacheOptions caches only the Secrets keyferry writes (label keyferry.dev/binding), so
+// memory does not grow with the cluster's other Secrets.
+func CacheOptions() cache.Options {
+	managed, err := labels.NewRequirement(kf.LabelBinding, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant label key: cannot fail
+	}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed)},
+	}}
+}
+
+// ClientOptions make the default client read Secrets live (credentials and CA bundles:
+// few, and not in the label-selected cache); managed Secrets are read from the cache.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
 }

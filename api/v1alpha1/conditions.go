@@ -51,10 +51,22 @@ const (
 	// AnnotationDataHMAC on a managed Secret holds a keyed HMAC of the data keyferry wrote,
 	// so an unchanged pull causes no write.
 	AnnotationDataHMAC = "keyferry.dev/data-hmac"
-	// LabelManagedBy marks Secrets managed by keyferry; the operator caches only these.
+	// AnnotationBinding names (in full) the SecretBinding that writes a Secret.
+	AnnotationBinding = "keyferry.dev/binding"
+	// AnnotationKeys lists the keys a Merge binding wrote into a Secret it does not own.
+	AnnotationKeys = "keyferry.dev/keys"
+	// LabelManagedBy marks Secrets that keyferry owns (creationPolicy Owner or Orphan).
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// LabelManagedByValue is the value of LabelManagedBy on keyferry's Secrets.
 	LabelManagedByValue = "keyferry"
-	// LabelBinding names the SecretBinding that writes a managed Secret.
+	// LabelBinding is on every Secret keyferry writes (whatever its creationPolicy): the
+	// binding's name, shortened with a hash when over 63 characters. The operator caches
+	// and watches only Secrets with this label.
 	LabelBinding = "keyferry.dev/binding"
+	// FieldManager is the server-side apply field manager of every write keyferry makes.
+	FieldManager = "keyferry"
+	// FinalizerSignout lets a deleted connection sign its session out first.
+	FinalizerSignout = "keyferry.dev/signout"
+	// FinalizerMergeCleanup lets a deleted Merge binding remove its keys first.
+	FinalizerMergeCleanup = "keyferry.dev/merge-cleanup"
 )

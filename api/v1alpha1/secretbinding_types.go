@@ -190,10 +190,14 @@ type SecretBindingStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
-	// lastSyncTime is when the target Secret was last confirmed to match the vault.
+	// lastSyncTime is when the target Secret last changed or was first confirmed to match
+	// the vault for this generation. Refreshes that find nothing new write nothing, this
+	// field included.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
-	// nextSyncTime is when the vault will be read again.
+	// nextSyncTime is when the vault is read again, as planned at the last status change
+	// (or, after a failure, when it is retried). Later refreshes follow refreshInterval
+	// without writing status.
 	// +optional
 	NextSyncTime *metav1.Time `json:"nextSyncTime,omitempty"`
 	// syncedKeys is the number of keys written to the target Secret.

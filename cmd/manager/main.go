@@ -2,87 +2,105 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"os"
+	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	keyferryv1alpha1 "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/controllers"
+	"github.com/keyferry/keyferry/internal/hmackey"
+	"github.com/keyferry/keyferry/internal/vault"
 	"github.com/keyferry/keyferry/internal/version"
 )
 
+type options struct {
+	metricsAddr, probeAddr, namespace string
+	leaderElect                       bool
+	qps                               float64
+	burst                             int
+	connectionWorkers, bindingWorkers int
+	credentialsPoll                   time.Duration
+}
+
 func main() {
-	var (
-		metricsAddr string
-		probeAddr   string
-		leaderElect bool
-		qps         float64
-		burst       int
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
-	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one of several replicas reconciles.")
-	flag.Float64Var(&qps, "kube-api-qps", 50, "Queries per second to the Kubernetes API server.")
-	flag.IntVar(&burst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API server.")
+	var o options
+	defaultNS := os.Getenv("POD_NAMESPACE")
+	if defaultNS == "" {
+		defaultNS = "keyferry-system"
+	}
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	flag.StringVar(&o.namespace, "namespace", defaultNS, "The operator's own namespace (holds the HMAC key Secret and the leader-election lease).")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one of several replicas reconciles.")
+	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Queries per second to the Kubernetes API server.")
+	flag.IntVar(&o.burst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API server.")
+	flag.IntVar(&o.connectionWorkers, "connection-workers", 2, "Concurrent reconciles per connection controller.")
+	flag.IntVar(&o.bindingWorkers, "binding-workers", 8, "Concurrent SecretBinding reconciles.")
+	flag.DurationVar(&o.credentialsPoll, "credentials-poll-interval", 10*time.Second, "How often connections read their credentials Secrets again (rotation takes effect within this).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	log := ctrl.Log.WithName("setup")
 
-	if err := run(metricsAddr, probeAddr, leaderElect, qps, burst); err != nil {
-		log.Error(err, "manager stopped")
+	if err := run(o); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "manager stopped")
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr, probeAddr string, leaderElect bool, qps float64, burst int) error {
+func run(o options) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(keyferryv1alpha1.AddToScheme(scheme))
+	utilruntime.Must(kf.AddToScheme(scheme))
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return err
 	}
-	cfg.QPS, cfg.Burst = float32(qps), burst
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
 	cfg.UserAgent = version.UserAgent()
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "keyferry.keyferry.dev",
-		Cache: cache.Options{
-			// Only Secrets keyferry manages are cached, so memory does not grow with the
-			// cluster's other Secrets.
-			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{
-					keyferryv1alpha1.LabelManagedBy: keyferryv1alpha1.LabelManagedByValue,
-				})},
-			},
-		},
-		Client: client.Options{Cache: &client.CacheOptions{
-			// Credentials and CA bundles are read live: they are few and not labelled.
-			DisableFor: []client.Object{&corev1.Secret{}},
-		}},
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "keyferry.keyferry.dev",
+		LeaderElectionNamespace: o.namespace,
+		Cache:                   controllers.CacheOptions(),
+		Client:                  controllers.ClientOptions(),
 	})
 	if err != nil {
 		return err
 	}
-	if err := controllers.SetupWithManager(mgr); err != nil {
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	keyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	key, err := hmackey.Ensure(keyCtx, direct, o.namespace)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if err := controllers.SetupWithManager(mgr, controllers.Options{
+		Registry:                vault.NewRegistry(nil),
+		HMACKey:                 key,
+		CredentialsPollInterval: o.credentialsPoll,
+		ConnectionWorkers:       o.connectionWorkers,
+		BindingWorkers:          o.bindingWorkers,
+	}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -91,6 +109,6 @@ func run(metricsAddr, probeAddr string, leaderElect bool, qps float64, burst int
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	ctrl.Log.WithName("setup").Info("starting manager", "version", version.Version)
-	return mgr.Start(ctrl.SetupSignalHandler())
+	ctrl.Log.WithName("setup").Info("starting manager", "version", version.Version, "namespace", o.namespace)
+	return mgr.Start(ctx)
 }

@@ -30,6 +30,7 @@ type Client struct {
 	session *session
 	pulls   *coalescer
 	hooks   Hooks
+	outcome outcomeBox
 
 	closeOnce sync.Once
 }
@@ -110,6 +111,14 @@ type response struct {
 // send sends one request through the gate, reads the capped body, records any pause the
 // provider asks for and turns a non-2xx answer into an *Error.
 func (c *Client) send(ctx context.Context, op string, req *http.Request) (*response, error) {
+	resp, err := c.sendOnce(ctx, op, req)
+	if op != "signout" {
+		c.recordOutcome(err)
+	}
+	return resp, err
+}
+
+func (c *Client) sendOnce(ctx context.Context, op string, req *http.Request) (*response, error) {
 	if err := c.wait(ctx, op); err != nil {
 		return nil, err
 	}

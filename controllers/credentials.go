@@ -1,0 +1,108 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/vault"
+)
+
+// vaultConfig turns a connection's spec and its credentials into the provider client's
+// config. Credentials are read live from the API server (they are few and not cached).
+// secretNamespace returns the namespace of a reference (the connection's own for a
+// VaultConnection, the named one for a ClusterVaultConnection).
+func vaultConfig(ctx context.Context, reader client.Reader, spec *kf.VaultConnectionSpec, secretNamespace func(ns string) string) (vault.Config, error) {
+	cfg := vault.Config{
+		Provider:          string(spec.Provider),
+		BaseURL:           spec.URL,
+		AllowInsecureHTTP: spec.AllowInsecureHTTP,
+	}
+	if spec.RateLimit != nil {
+		cfg.Budget = vault.RateBudget{Requests: int(spec.RateLimit.Requests), Period: spec.RateLimit.Period.Duration}
+	}
+	if spec.RequestTimeout != nil {
+		cfg.RequestTimeout = spec.RequestTimeout.Duration
+	}
+	if ref := spec.CABundleSecretRef; ref != nil {
+		b, err := secretKey(ctx, reader, secretNamespace(ref.Namespace), ref.Name, ref.Key)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.CABundle = b
+	}
+	auth := spec.Auth
+	switch {
+	case auth.Bearer != nil:
+		ref := auth.Bearer.SecretRef
+		b, err := secretKey(ctx, reader, secretNamespace(ref.Namespace), ref.Name, ref.Key)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Auth, cfg.Token = vault.AuthBearer, strings.TrimSpace(string(b))
+	case auth.APIKey != nil:
+		ref := auth.APIKey.SecretRef
+		b, err := secretKey(ctx, reader, secretNamespace(ref.Namespace), ref.Name, ref.Key)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Auth, cfg.Token, cfg.Header = vault.AuthAPIKey, strings.TrimSpace(string(b)), auth.APIKey.Header
+	case auth.Login != nil:
+		l := auth.Login
+		ns := secretNamespace(l.SecretRef.Namespace)
+		user, err := secretKey(ctx, reader, ns, l.SecretRef.Name, "username")
+		if err != nil {
+			return cfg, err
+		}
+		pass, err := secretKey(ctx, reader, ns, l.SecretRef.Name, "password")
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Auth, cfg.Username, cfg.Password = vault.AuthLogin, strings.TrimSpace(string(user)), string(pass)
+		cfg.Login = vault.LoginConfig{
+			Path: l.Path, Encoding: vault.Encoding(l.Encoding), UsernameField: l.UsernameField,
+			PasswordField: l.PasswordField, TokenField: l.TokenField, TokenCookie: l.TokenCookie,
+			RefreshPath: l.RefreshPath, SignoutPath: l.SignoutPath,
+		}
+		if l.TokenTTL != nil {
+			cfg.Login.TTL = l.TokenTTL.Duration
+		}
+	default:
+		return cfg, condErr(kf.ReasonInvalidSpec, "auth sets none of bearer, apiKey or login")
+	}
+	if spec.URL != "" {
+		if u, err := url.Parse(spec.URL); err != nil || u.Host == "" {
+			return cfg, condErr(kf.ReasonInvalidSpec, "url %q is not a valid URL", spec.URL)
+		}
+	}
+	return cfg, nil
+}
+
+// secretKey reads one key of a Secret; a missing Secret or key is CredentialsNotFound.
+func secretKey(ctx context.Context, reader client.Reader, namespace, name, key string) ([]byte, error) {
+	if namespace == "" {
+		return nil, condErr(kf.ReasonInvalidSpec, "secretRef %s names no namespace", name)
+	}
+	s := &corev1.Secret{}
+	if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, condErr(kf.ReasonCredentialsNotFound, "Secret %s/%s not found", namespace, name)
+		}
+		if apierrors.IsForbidden(err) {
+			return nil, condErr(kf.ReasonCredentialsNotFound, "Secret %s/%s cannot be read: %s", namespace, name, apierrors.ReasonForError(err))
+		}
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	v, ok := s.Data[key]
+	if !ok || len(v) == 0 {
+		return nil, condErr(kf.ReasonCredentialsNotFound, "Secret %s/%s has no key %q", namespace, name, key)
+	}
+	return v, nil
+}

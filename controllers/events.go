@@ -1,0 +1,24 @@
+package controllers
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// recordTransition emits an Event when Ready changes status or reason, never on a pass
+// that changed nothing, so steady refreshes stay silent.
+func recordTransition(rec record.EventRecorder, obj client.Object, prev, next *metav1.Condition) {
+	if rec == nil || next == nil {
+		return
+	}
+	if prev != nil && prev.Status == next.Status && prev.Reason == next.Reason {
+		return
+	}
+	kind := corev1.EventTypeWarning
+	if next.Status == metav1.ConditionTrue {
+		kind = corev1.EventTypeNormal
+	}
+	rec.Event(obj, kind, next.Reason, next.Message)
+}

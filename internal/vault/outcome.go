@@ -1,0 +1,54 @@
+package vault
+
+import (
+	"sync"
+	"time"
+)
+
+// Outcome is what the connection's latest request said about the connection itself:
+// accepted credentials (Reason empty), or a failure that concerns every binding using it
+// (401, 403, rate limits, an unreachable provider). Failures of one vault or environment
+// (404, bad payloads) do not count.
+type Outcome struct {
+	At         time.Time
+	Reason     Reason
+	StatusCode int
+	Message    string
+}
+
+type outcomeBox struct {
+	mu sync.Mutex
+	o  Outcome
+}
+
+func (b *outcomeBox) record(o Outcome) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.o = o
+}
+
+func (b *outcomeBox) get() Outcome {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.o
+}
+
+// LastOutcome returns the connection-level result of the latest request; a zero At means
+// no request was made yet.
+func (c *Client) LastOutcome() Outcome { return c.outcome.get() }
+
+func (c *Client) recordOutcome(err error) {
+	now := c.cfg.Clock.Now()
+	if err == nil {
+		c.outcome.record(Outcome{At: now})
+		return
+	}
+	ve, ok := AsError(err)
+	if !ok {
+		return
+	}
+	switch ve.Reason {
+	case ReasonUnauthorized, ReasonForbidden, ReasonRateLimited, ReasonProviderUnavailable:
+		c.outcome.record(Outcome{At: now, Reason: ve.Reason, StatusCode: ve.StatusCode, Message: ve.Error()})
+	}
+}
