@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -397,7 +398,29 @@ func (r *SecretBindingReconciler) write(ctx context.Context, b *kf.SecretBinding
 		}
 		return false, err
 	}
-	return true, nil
+	return true, r.removeForeignKeys(ctx, b, current, data)
+}
+
+// removeForeignKeys deletes keys added by hand to a Secret keyferry owns: apply leaves
+// fields of other managers alone, but the Secret must hold exactly the vault's data.
+func (r *SecretBindingReconciler) removeForeignKeys(ctx context.Context, b *kf.SecretBinding, current *corev1.Secret, data map[string][]byte) error {
+	if current == nil || policyOf(b) == kf.CreationPolicyMerge {
+		return nil
+	}
+	drop := map[string]any{}
+	for k := range current.Data {
+		if _, ok := data[k]; !ok {
+			drop[k] = nil
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"data": drop})
+	if err != nil {
+		return err
+	}
+	return client.IgnoreNotFound(r.Client.Patch(ctx, current, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(kf.FieldManager)))
 }
 
 // apiMessage returns the API server's own message; Secret validation never echoes values.

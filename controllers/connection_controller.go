@@ -24,6 +24,8 @@ import (
 // connection is what the reconciler needs of either connection kind.
 type connection interface {
 	client.Object
+	// object is the underlying API object, for the client.
+	object() client.Object
 	connSpec() *kf.VaultConnectionSpec
 	connStatus() *kf.VaultConnectionStatus
 	// secretNamespace is where a secretRef with the given namespace field points.
@@ -32,12 +34,14 @@ type connection interface {
 
 type namespacedConn struct{ *kf.VaultConnection }
 
+func (c namespacedConn) object() client.Object                 { return c.VaultConnection }
 func (c namespacedConn) connSpec() *kf.VaultConnectionSpec     { return &c.Spec }
 func (c namespacedConn) connStatus() *kf.VaultConnectionStatus { return &c.Status }
 func (c namespacedConn) secretNamespace(string) string         { return c.Namespace }
 
 type clusterConn struct{ *kf.ClusterVaultConnection }
 
+func (c clusterConn) object() client.Object                 { return c.ClusterVaultConnection }
 func (c clusterConn) connSpec() *kf.VaultConnectionSpec     { return &c.Spec.VaultConnectionSpec }
 func (c clusterConn) connStatus() *kf.VaultConnectionStatus { return &c.Status }
 func (c clusterConn) secretNamespace(ns string) string      { return ns }
@@ -86,7 +90,7 @@ func (r *ConnectionReconciler) newObject() connection {
 func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
 	id := connectionID(r.kind(), req.Namespace, req.Name)
 	conn := r.newObject()
-	if err := r.Client.Get(ctx, req.NamespacedName, conn); err != nil {
+	if err := r.Client.Get(ctx, req.NamespacedName, conn.object()); err != nil {
 		if client.IgnoreNotFound(err) == nil {
 			r.Registry.Remove(ctx, id)
 		}
@@ -98,7 +102,7 @@ func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if !controllerutil.ContainsFinalizer(conn, kf.FinalizerSignout) {
 		base := conn.DeepCopyObject().(client.Object)
 		controllerutil.AddFinalizer(conn, kf.FinalizerSignout)
-		if err := r.Client.Patch(ctx, conn, client.MergeFrom(base)); err != nil {
+		if err := r.Client.Patch(ctx, conn.object(), client.MergeFrom(base)); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -155,10 +159,10 @@ func (r *ConnectionReconciler) patchStatus(ctx context.Context, conn connection,
 	}
 	base := conn.DeepCopyObject().(client.Object)
 	*conn.connStatus() = next
-	if err := r.Client.Status().Patch(ctx, conn, client.MergeFrom(base)); err != nil {
+	if err := r.Client.Status().Patch(ctx, conn.object(), client.MergeFrom(base)); err != nil {
 		return err
 	}
-	recordTransition(r.Recorder, conn, readyOf(prev.Conditions), readyOf(next.Conditions))
+	recordTransition(r.Recorder, conn.object(), readyOf(prev.Conditions), readyOf(next.Conditions))
 	return nil
 }
 
@@ -171,7 +175,7 @@ func (r *ConnectionReconciler) finalize(ctx context.Context, conn connection, id
 	}
 	base := conn.DeepCopyObject().(client.Object)
 	controllerutil.RemoveFinalizer(conn, kf.FinalizerSignout)
-	return client.IgnoreNotFound(r.Client.Patch(ctx, conn, client.MergeFrom(base)))
+	return client.IgnoreNotFound(r.Client.Patch(ctx, conn.object(), client.MergeFrom(base)))
 }
 
 // SetupWithManager registers the reconciler.

@@ -224,6 +224,13 @@ func (s *Server) count(vendor, endpoint string) *Fault {
 	return &out
 }
 
+// note counts one more of a detailed key, e.g. "keyway.pull:acme/app/production".
+func (s *Server) note(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counts[key]++
+}
+
 // answerFault writes f; it reports whether it did.
 func answerFault(w http.ResponseWriter, r *http.Request, f *Fault) bool {
 	if f == nil {

@@ -127,6 +127,7 @@ func (s *Server) keywayPull(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "validation-error", "Bad Request", "repo and environment are required")
 		return
 	}
+	s.note("keyway.pull:" + repo + "/" + env)
 	vals, ok, forbidden := s.secrets(repo, env)
 	switch {
 	case forbidden:

@@ -1,0 +1,353 @@
+package controllers_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/controllers"
+	"github.com/keyferry/keyferry/internal/devvault"
+	"github.com/keyferry/keyferry/internal/hmackey"
+	"github.com/keyferry/keyferry/internal/testenv"
+	"github.com/keyferry/keyferry/internal/vault"
+)
+
+// Canaries: credentials and secret values that must never show in status, events or logs.
+const (
+	canaryToken    = "kw_live_CANARYtoken0123456789abcdefghijklmnopqrst"
+	canaryKeymint  = "at_CANARYkeymint0123456789"
+	canaryStashKey = "stash-CANARY-key-0123456789"
+	canaryUser     = "ops@example.com"
+	canaryPassword = "pw-CANARY-password-42"
+	canaryValue    = "CANARY-secret-value-77"
+)
+
+var (
+	k8s      client.Client
+	dev      *devvault.Server
+	vaultURL string
+	logs     syncBuffer
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	env, err := testenv.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the local control plane:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+
+	dev = devvault.New(&devvault.Data{
+		Vaults: map[string]map[string]map[string]string{
+			"acme/payments": {"production": {"DB_USER": "app", "DB_PASS": canaryValue, "DB_TEST": "t"}},
+			"acme/shared":   {"production": {"SHARED": "1"}},
+			"acme/secret":   {"production": {"X": "1"}},
+		},
+		Tokens:    []string{canaryToken, canaryKeymint},
+		APIKeys:   []string{canaryStashKey},
+		Users:     map[string]string{canaryUser: canaryPassword},
+		Forbidden: []string{"acme/secret"},
+	}, devvault.Options{})
+	hs := httptest.NewServer(dev)
+	defer hs.Close()
+	vaultURL = hs.URL
+
+	ctrl.SetLogger(zap.New(zap.WriteTo(&logs), zap.Level(zapcore.DebugLevel)))
+	scheme := testenv.Scheme()
+	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyferry-system"}}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	key, err := hmackey.Ensure(ctx, k8s, "keyferry-system")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache:   controllers.CacheOptions(),
+		Client:  controllers.ClientOptions(),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := controllers.SetupWithManager(mgr, controllers.Options{
+		Registry: vault.NewRegistry(nil), HMACKey: key,
+		CredentialsPollInterval: time.Second, ConnectionWorkers: 2, BindingWorkers: 4,
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+		}
+	}()
+	code := m.Run()
+	if path := os.Getenv("KEYFERRY_TEST_LOG"); path != "" {
+		_ = os.WriteFile(path, []byte(logs.String()), 0o600)
+	}
+	if code == 0 {
+		code = checkLogs()
+	}
+	return code
+}
+
+// checkLogs fails the run if the operator logged a credential or secret value.
+func checkLogs() int {
+	out := logs.String()
+	for _, c := range []string{canaryToken, canaryKeymint, canaryStashKey, canaryPassword, canaryValue, "CANARY"} {
+		if strings.Contains(out, c) {
+			fmt.Fprintf(os.Stderr, "the operator log contains a canary (%q)\n", c)
+			return 1
+		}
+	}
+	if !strings.Contains(out, "Reconciler") && !strings.Contains(out, "reconcil") && len(out) == 0 {
+		fmt.Fprintln(os.Stderr, "no operator log was captured: the canary check would prove nothing")
+		return 1
+	}
+	return 0
+}
+
+// --- helpers
+
+func newNamespace(t *testing.T, lbls map[string]string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "kf-", Labels: lbls}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+func mustCreate(t *testing.T, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := k8s.Create(context.Background(), o); err != nil {
+			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
+		}
+	}
+}
+
+func credentials(ns, name string, data map[string]string) *corev1.Secret {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
+	return s
+}
+
+// connectionFor returns a working connection (and its credentials) for provider.
+func connectionFor(ns, name, provider string) (*kf.VaultConnection, *corev1.Secret) {
+	vc := &kf.VaultConnection{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: kf.VaultConnectionSpec{
+		Provider: kf.Provider(provider), URL: vaultURL + "/" + provider, AllowInsecureHTTP: true,
+		RequestTimeout: &metav1.Duration{Duration: time.Second},
+	}}
+	cred := name + "-cred"
+	var s *corev1.Secret
+	switch provider {
+	case "keyway", "keymint":
+		tok := canaryToken
+		if provider == "keymint" {
+			tok = canaryKeymint
+		}
+		vc.Spec.Auth.Bearer = &kf.BearerAuth{SecretRef: kf.SecretKeyReference{Name: cred, Key: "token"}}
+		s = credentials(ns, cred, map[string]string{"token": tok})
+	case "stash":
+		vc.Spec.Auth.APIKey = &kf.APIKeyAuth{SecretRef: kf.SecretKeyReference{Name: cred, Key: "apiKey"}}
+		s = credentials(ns, cred, map[string]string{"apiKey": canaryStashKey})
+	default:
+		vc.Spec.Auth.Login = &kf.LoginAuth{SecretRef: kf.SecretReference{Name: cred}}
+		s = credentials(ns, cred, map[string]string{"username": canaryUser, "password": canaryPassword})
+	}
+	return vc, s
+}
+
+// bindingFor returns a binding reading acme/payments production through provider.
+func bindingFor(ns, name, conn, provider string) *kf.SecretBinding {
+	b := &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: kf.SecretBindingSpec{
+		ConnectionRef: kf.ConnectionReference{Name: conn}, Vault: "acme/payments", Environment: "production",
+	}}
+	switch provider {
+	case "keystash":
+		b.Spec.Request = &kf.RequestSpec{Path: "/api/v1/secrets/view?vault={vault}&environment={environment}"}
+	case "stash":
+		b.Spec.Request = &kf.RequestSpec{Method: "POST", Path: "/api/v1/sdk/config",
+			Body: `{"shop_handle":"{vault}","environment":"{environment}"}`, DataPath: "data"}
+	case "knowledgestack":
+		b.Spec.Request = &kf.RequestSpec{Path: "/v1/secrets?tenant={vault}&env={environment}", Format: kf.RequestFormatDotenv, DataPath: "content"}
+	case "keymint":
+		b.Spec.Request = &kf.RequestSpec{Path: "/key?productId={vault}&licenseKey={environment}", DataPath: "data.license"}
+	}
+	return b
+}
+
+// setup creates a connection, its credentials and a binding, and waits until it is Synced.
+func setup(t *testing.T, provider string) (ns string, b *kf.SecretBinding) {
+	t.Helper()
+	ns = newNamespace(t, nil)
+	vc, cred := connectionFor(ns, provider, provider)
+	b = bindingFor(ns, "app", provider, provider)
+	mustCreate(t, cred, vc, b)
+	// Stop the binding when the test ends, so its retries do not count in later tests.
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), b.DeepCopy()) })
+	waitReason(t, b, kf.ReasonSynced)
+	return ns, b
+}
+
+func getBinding(t *testing.T, b *kf.SecretBinding) *kf.SecretBinding {
+	t.Helper()
+	got := &kf.SecretBinding{}
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(b), got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// eventually polls cond every 50ms until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; last state: %s", what, last)
+}
+
+// waitReason waits until the binding's Ready condition has reason.
+func waitReason(t *testing.T, b *kf.SecretBinding, reason string) *kf.SecretBinding {
+	t.Helper()
+	var got *kf.SecretBinding
+	eventually(t, 20*time.Second, "binding "+b.Name+" "+reason, func() (bool, string) {
+		got = &kf.SecretBinding{}
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(b), got); err != nil {
+			return false, err.Error()
+		}
+		for _, c := range got.Status.Conditions {
+			if c.Type == kf.ConditionReady {
+				return c.Reason == reason, c.Reason + ": " + c.Message
+			}
+		}
+		return false, "no Ready condition"
+	})
+	assertNoCanary(t, fmt.Sprintf("%+v", got.Status))
+	return got
+}
+
+func waitConnReason(t *testing.T, vc *kf.VaultConnection, reason string) *kf.VaultConnection {
+	t.Helper()
+	var got *kf.VaultConnection
+	eventually(t, 20*time.Second, "connection "+vc.Name+" "+reason, func() (bool, string) {
+		got = &kf.VaultConnection{}
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(vc), got); err != nil {
+			return false, err.Error()
+		}
+		for _, c := range got.Status.Conditions {
+			if c.Type == kf.ConditionReady {
+				return c.Reason == reason, c.Reason + ": " + c.Message
+			}
+		}
+		return false, "no Ready condition"
+	})
+	assertNoCanary(t, fmt.Sprintf("%+v", got.Status))
+	return got
+}
+
+func getSecret(t *testing.T, ns, name string) *corev1.Secret {
+	t.Helper()
+	s := &corev1.Secret{}
+	if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, s); err != nil {
+		t.Fatalf("Secret %s/%s: %v", ns, name, err)
+	}
+	return s
+}
+
+func secretGone(ns, name string) bool {
+	err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &corev1.Secret{})
+	return apierrors.IsNotFound(err)
+}
+
+func assertNoCanary(t *testing.T, s string) {
+	t.Helper()
+	for _, c := range []string{canaryToken, canaryKeymint, canaryStashKey, canaryPassword, canaryValue, "CANARY"} {
+		if strings.Contains(s, c) {
+			t.Fatalf("leaked a canary into %q", s)
+		}
+	}
+}
+
+// refresh sets the refresh annotation to a new value.
+func refresh(t *testing.T, b *kf.SecretBinding, value string) {
+	t.Helper()
+	cur := getBinding(t, b)
+	base := cur.DeepCopy()
+	if cur.Annotations == nil {
+		cur.Annotations = map[string]string{}
+	}
+	cur.Annotations[kf.AnnotationRefresh] = value
+	if err := k8s.Patch(context.Background(), cur, client.MergeFrom(base)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readyCondition(conds []metav1.Condition) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == kf.ConditionReady {
+			return &conds[i]
+		}
+	}
+	return nil
+}
