@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -18,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -56,7 +57,7 @@ type SecretBindingReconciler struct {
 	APIReader client.Reader
 	Registry  *vault.Registry
 	Clock     clock.PassiveClock
-	Recorder  record.EventRecorder
+	Recorder  events.EventRecorder
 	// HMACKey keys the digest of written data (one per installation).
 	HMACKey []byte
 	// Wake asks a connection's reconciler to look again (a 401 or 403 was seen), by kind.
@@ -163,11 +164,11 @@ func (r *SecretBindingReconciler) sync(ctx context.Context, b *kf.SecretBinding)
 	}
 	data, err := render.Data(snap.Data, renderSpec(b))
 	if err != nil {
-		re := err.(*render.Error)
-		if re.TooLarge {
+		var re *render.Error
+		if errors.As(err, &re) && re.TooLarge {
 			return fail(condErr(kf.ReasonTooLarge, "%s", re.Message))
 		}
-		return fail(condErr(kf.ReasonInvalidSpec, "%s", re.Message))
+		return fail(condErr(kf.ReasonInvalidSpec, "%s", err.Error()))
 	}
 	wrote, err := r.write(ctx, b, current, data)
 	if err != nil {

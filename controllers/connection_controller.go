@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -61,7 +61,7 @@ type ConnectionReconciler struct {
 	Client   client.Client
 	Registry *vault.Registry
 	Clock    clock.PassiveClock
-	Recorder record.EventRecorder
+	Recorder events.EventRecorder
 	Cluster  bool
 	// PollInterval is how often credentials are read again, so a rotated Secret takes
 	// effect without watching every Secret of the cluster.

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -36,7 +37,8 @@ var vaultReasons = map[vault.Reason]string{
 // asConditionError classifies err; ok is false for errors that are not about the
 // object (API server failures), which are retried with the controller's backoff.
 func asConditionError(err error) (*conditionError, bool) {
-	if ce, ok := err.(*conditionError); ok {
+	var ce *conditionError
+	if errors.As(err, &ce) {
 		return ce, true
 	}
 	if ve, ok := vault.AsError(err); ok {

@@ -3,13 +3,13 @@ package controllers
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // recordTransition emits an Event when Ready changes status or reason, never on a pass
 // that changed nothing, so steady refreshes stay silent.
-func recordTransition(rec record.EventRecorder, obj client.Object, prev, next *metav1.Condition) {
+func recordTransition(rec events.EventRecorder, obj client.Object, prev, next *metav1.Condition) {
 	if rec == nil || next == nil {
 		return
 	}
@@ -20,5 +20,6 @@ func recordTransition(rec record.EventRecorder, obj client.Object, prev, next *m
 	if next.Status == metav1.ConditionTrue {
 		kind = corev1.EventTypeNormal
 	}
-	rec.Event(obj, kind, next.Reason, next.Message)
+	// The message is passed as an argument, never as a format string.
+	rec.Eventf(obj, nil, kind, next.Reason, "Sync", "%s", next.Message)
 }

@@ -44,7 +44,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		{Cluster: true, Wake: wakeCVC},
 	} {
 		r.Client, r.Registry, r.Clock = mgr.GetClient(), opts.Registry, opts.Clock
-		r.Recorder = mgr.GetEventRecorderFor("keyferry")
+		r.Recorder = mgr.GetEventRecorder("keyferry")
 		r.PollInterval, r.Workers = opts.CredentialsPollInterval, opts.ConnectionWorkers
 		if err := r.SetupWithManager(mgr); err != nil {
 			return err
@@ -56,7 +56,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		APIReader: mgr.GetAPIReader(),
 		Registry:  opts.Registry,
 		Clock:     opts.Clock,
-		Recorder:  mgr.GetEventRecorderFor("keyferry"),
+		Recorder:  mgr.GetEventRecorder("keyferry"),
 		HMACKey:   opts.HMACKey,
 		Wake: map[kf.ConnectionKind]chan<- event.GenericEvent{
 			kf.ConnectionKindNamespaced: wakeVC, kf.ConnectionKindCluster: wakeCVC,

@@ -30,7 +30,7 @@ func Ensure(ctx context.Context, c client.Client, namespace string) ([]byte, err
 			if k := s.Data[dataKey]; len(k) >= 16 {
 				return k, nil
 			}
-			return nil, fmt.Errorf("Secret %s/%s has no usable %q key: delete it to have a new one generated", namespace, SecretName, dataKey)
+			return nil, fmt.Errorf("the Secret %s/%s has no usable %q key: delete it to have a new one generated", namespace, SecretName, dataKey)
 		}
 		if !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, SecretName, err)

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -60,7 +61,8 @@ func TestDataErrorsNameTheProblemNotTheValue(t *testing.T) {
 		}
 	}
 	_, err := Data(map[string]string{"BIG": strings.Repeat("x", MaxSecretSize)}, Spec{})
-	if re, ok := err.(*Error); !ok || !re.TooLarge {
+	var re *Error
+	if !errors.As(err, &re) || !re.TooLarge {
 		t.Fatalf("oversized data: %v", err)
 	}
 }
