@@ -54,6 +54,14 @@ control-plane: ## Build (once per machine) the local kube-apiserver, etcd and ku
 test: manifests generate fmt vet ## Run all tests, integration tests on a real local apiserver.
 	KUBEBUILDER_ASSETS="$$(hack/build-control-plane.sh)" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: demo
+demo: ## Run keyferry locally: control plane, dev vault, sample bindings, manager (Ctrl-C stops; KEYFERRY_DEMO_ONCE=1 exits after the first sync).
+	go run ./hack/demo
+
+.PHONY: test-e2e
+test-e2e: ## End-to-end tests: the manager and kubectl binaries against the local control plane and dev vault.
+	go test -tags e2e -count=1 -timeout 20m ./test/e2e/...
+
 .PHONY: bench
 bench: ## Run the Go benchmarks (not part of make test).
 	go test -run '^$$' -bench . -benchmem ./...

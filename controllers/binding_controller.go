@@ -127,7 +127,7 @@ func (r *SecretBindingReconciler) sync(ctx context.Context, b *kf.SecretBinding)
 		return o, nil
 	}
 
-	c, connKind, connName, err := r.connectionClient(ctx, b)
+	c, conn, err := r.connectionClient(ctx, b)
 	if err != nil {
 		if ce, ok := asConditionError(err); ok && ce.Reason == kf.ReasonConnectionNotReady {
 			o.err, o.nextSync = ce, now.Add(notReadyRetry)
@@ -158,9 +158,13 @@ func (r *SecretBindingReconciler) sync(ctx context.Context, b *kf.SecretBinding)
 	snap, err := c.Fetch(ctx, vaultTarget(b), maxAge)
 	if err != nil {
 		if reason := vault.ReasonOf(err); reason == vault.ReasonUnauthorized || reason == vault.ReasonForbidden {
-			r.wakeConnection(connKind, b.Namespace, connName)
+			r.wakeConnection(conn)
 		}
 		return fail(err)
+	}
+	if conn.ready == nil || conn.ready.Status != metav1.ConditionTrue {
+		// The connection's status should learn that its credentials work.
+		r.wakeConnection(conn)
 	}
 	data, err := render.Data(snap.Data, renderSpec(b))
 	if err != nil {
@@ -185,15 +189,23 @@ func (r *SecretBindingReconciler) sync(ctx context.Context, b *kf.SecretBinding)
 	return o, nil
 }
 
+// connectionRef is the connection a binding resolved to.
+type connectionRef struct {
+	kind            kf.ConnectionKind
+	namespace, name string
+	ready           *metav1.Condition
+}
+
 // connectionClient resolves the binding's connection and returns its provider client.
-func (r *SecretBindingReconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) (*vault.Client, kf.ConnectionKind, string, error) {
+func (r *SecretBindingReconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) (*vault.Client, connectionRef, error) {
 	ref := b.Spec.ConnectionRef
 	kind := ref.Kind
 	if kind == "" {
 		kind = kf.ConnectionKindNamespaced
 	}
-	notReady := func(format string, args ...any) (*vault.Client, kf.ConnectionKind, string, error) {
-		return nil, kind, ref.Name, condErr(kf.ReasonConnectionNotReady, format, args...)
+	cr := connectionRef{kind: kind, namespace: b.Namespace, name: ref.Name}
+	notReady := func(format string, args ...any) (*vault.Client, connectionRef, error) {
+		return nil, cr, condErr(kf.ReasonConnectionNotReady, format, args...)
 	}
 	var conn connection
 	switch kind {
@@ -203,11 +215,11 @@ func (r *SecretBindingReconciler) connectionClient(ctx context.Context, b *kf.Se
 			if apierrors.IsNotFound(err) {
 				return notReady("ClusterVaultConnection %s not found", ref.Name)
 			}
-			return nil, kind, ref.Name, err
+			return nil, cr, err
 		}
 		allowed, err := r.namespaceAllowed(ctx, cvc, b.Namespace)
 		if err != nil {
-			return nil, kind, ref.Name, err
+			return nil, cr, err
 		}
 		if !allowed {
 			return notReady("ClusterVaultConnection %s does not allow namespace %s (namespaceSelector)", ref.Name, b.Namespace)
@@ -219,14 +231,15 @@ func (r *SecretBindingReconciler) connectionClient(ctx context.Context, b *kf.Se
 			if apierrors.IsNotFound(err) {
 				return notReady("VaultConnection %s not found in namespace %s", ref.Name, b.Namespace)
 			}
-			return nil, kind, ref.Name, err
+			return nil, cr, err
 		}
 		conn = namespacedConn{vc}
 	}
 	if !conn.GetDeletionTimestamp().IsZero() {
 		return notReady("%s %s is being deleted", kind, ref.Name)
 	}
-	if ready := readyOf(conn.connStatus().Conditions); ready != nil {
+	cr.ready = readyOf(conn.connStatus().Conditions)
+	if ready := cr.ready; ready != nil {
 		switch ready.Reason {
 		case kf.ReasonCredentialsNotFound, kf.ReasonInvalidSpec:
 			return notReady("%s %s: %s: %s", kind, ref.Name, ready.Reason, ready.Message)
@@ -236,7 +249,7 @@ func (r *SecretBindingReconciler) connectionClient(ctx context.Context, b *kf.Se
 	if !ok {
 		return notReady("%s %s is not set up yet", kind, ref.Name)
 	}
-	return c, kind, ref.Name, nil
+	return c, cr, nil
 }
 
 func (r *SecretBindingReconciler) namespaceAllowed(ctx context.Context, cvc *kf.ClusterVaultConnection, namespace string) (bool, error) {
@@ -254,7 +267,8 @@ func (r *SecretBindingReconciler) namespaceAllowed(ctx context.Context, cvc *kf.
 	return sel.Matches(labels.Set(ns.Labels)), nil
 }
 
-func (r *SecretBindingReconciler) wakeConnection(kind kf.ConnectionKind, namespace, name string) {
+func (r *SecretBindingReconciler) wakeConnection(cr connectionRef) {
+	kind, namespace, name := cr.kind, cr.namespace, cr.name
 	ch := r.Wake[kind]
 	if ch == nil {
 		return

@@ -66,6 +66,7 @@ func TestFailuresShowTheirReasonAndKeepTheLastGoodSecret(t *testing.T) {
 		{"500", devvault.Fault{Status: 500, Body: "upstream exploded"}, kf.ReasonProviderUnavailable, "HTTP 500: upstream exploded"},
 		{"timeout", devvault.Fault{Status: 200, Delay: 3 * time.Second}, kf.ReasonProviderUnavailable, "timed out"},
 		{"garbage JSON", devvault.Fault{Status: 200, Body: `{"data": {"content": tru`}, kf.ReasonInvalidResponse, "not JSON"},
+		{"over the Secret size limit", devvault.Fault{Status: 200, Body: `{"data":{"content":"A=` + strings.Repeat("x", 1100<<10) + `"}}`}, kf.ReasonTooLarge, "over the 1048576 byte limit"},
 		{"oversized body", devvault.Fault{Status: 200, Body: `{"data":{"content":"A=` + strings.Repeat("x", 5<<20) + `"}}`}, kf.ReasonInvalidResponse, "exceeds"},
 	}
 	for i, tc := range cases {

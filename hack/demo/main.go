@@ -1,0 +1,88 @@
+// Command demo runs keyferry locally with no cluster: a local kube-apiserver and etcd, the
+// CRDs, the development vault, sample connections and bindings for several providers, and
+// the manager binary. It stays up until Ctrl-C; with --once (or KEYFERRY_DEMO_ONCE=1) it
+// exits after the first successful sync.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/keyferry/keyferry/internal/localstack"
+)
+
+func main() {
+	once := flag.Bool("once", os.Getenv("KEYFERRY_DEMO_ONCE") != "", "Exit after the first successful sync (for scripts).")
+	flag.Parse()
+	if err := run(*once); err != nil {
+		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		os.Exit(1)
+	}
+}
+
+func run(once bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(os.TempDir(), "keyferry-demo")
+	_ = os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	st, err := localstack.Start(ctx, localstack.Options{RepoRoot: root, Dir: dir})
+	if err != nil {
+		return err
+	}
+	defer st.Stop()
+	fmt.Fprintln(os.Stderr, "[keyferry] starting the manager")
+	if err := st.StartManager(); err != nil {
+		return fmt.Errorf("%w (log: %s)", err, st.ManagerLog)
+	}
+	fmt.Fprintln(os.Stderr, "[keyferry] applying connections and bindings for keyway, keystash, stash, knowledgestack and keymint")
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := st.ApplyDemo(wctx); err != nil {
+		out, _ := st.Kubectl(ctx, "get", "secretbindings", "-n", localstack.DemoNamespace)
+		return fmt.Errorf("%w\n%s(manager log: %s)", err, out, st.ManagerLog)
+	}
+	fmt.Printf("\nEvery binding is Ready (%.1fs after apply).\n\n", time.Since(start).Seconds())
+	out, err := st.Kubectl(ctx, "get", "vaultconnections,secretbindings", "-A")
+	if err != nil {
+		return err
+	}
+	fmt.Println("$ kubectl get vaultconnections,secretbindings -A")
+	fmt.Println(out)
+	keys, err := st.SecretKeys(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Println("Synced Secrets and their keys (values are not shown):")
+	fmt.Println(keys)
+	if once {
+		return nil
+	}
+	fmt.Printf(`
+Poke at it (the dev vault and this control plane are throwaway and local):
+  export KUBECONFIG=%[1]s
+  %[2]s get sb -n demo -w
+  %[2]s annotate sb payments -n demo keyferry.dev/refresh="$(date +%%s)" --overwrite
+  %[2]s get secret payments-env -n demo -o yaml
+  curl %[3]s/debug/counts        # requests the dev vault served, per endpoint
+  tail -f %[4]s
+
+Ctrl-C stops everything this command started.
+`, st.Kubeconfig, st.KubectlBin, st.VaultURL, st.ManagerLog)
+	<-ctx.Done()
+	fmt.Fprintln(os.Stderr, "\n[keyferry] stopping")
+	return nil
+}

@@ -1,0 +1,171 @@
+package localstack
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// DemoNamespace holds the demo's connections and bindings.
+const DemoNamespace = "demo"
+
+// DemoCredentials are the dev vault's sample credentials (hack/devvault-data.json): not
+// secrets, development values.
+var DemoCredentials = map[string]string{
+	"keyway":   "kw_live_demo0000000000000000000000000000000000",
+	"keymint":  "at_demo_keymint_token",
+	"stash":    "stash-demo-key",
+	"user":     "ops@example.com",
+	"password": "demo-password",
+}
+
+// DemoManifests returns connections for every provider of the dev vault and bindings that
+// use them.
+func (s *Stack) DemoManifests() string {
+	url := func(p string) string { return s.VaultURL + "/" + p }
+	return fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata: {name: %[1]s}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: keyway-token, namespace: %[1]s}
+stringData: {token: %[2]s}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: keymint-token, namespace: %[1]s}
+stringData: {token: %[3]s}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: stash-api-key, namespace: %[1]s}
+stringData: {apiKey: %[4]s}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: login, namespace: %[1]s}
+stringData: {username: %[5]s, password: %[6]s}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: VaultConnection
+metadata: {name: keyway, namespace: %[1]s}
+spec:
+  provider: keyway
+  url: %[7]s
+  allowInsecureHTTP: true
+  auth: {bearer: {secretRef: {name: keyway-token, key: token}}}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: VaultConnection
+metadata: {name: keystash, namespace: %[1]s}
+spec:
+  provider: keystash
+  url: %[8]s
+  allowInsecureHTTP: true
+  auth: {login: {secretRef: {name: login}}}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: VaultConnection
+metadata: {name: stash, namespace: %[1]s}
+spec:
+  provider: stash
+  url: %[9]s
+  allowInsecureHTTP: true
+  auth: {apiKey: {secretRef: {name: stash-api-key, key: apiKey}}}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: VaultConnection
+metadata: {name: knowledgestack, namespace: %[1]s}
+spec:
+  provider: knowledgestack
+  url: %[10]s
+  allowInsecureHTTP: true
+  auth: {login: {secretRef: {name: login}}}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: VaultConnection
+metadata: {name: keymint, namespace: %[1]s}
+spec:
+  provider: keymint
+  url: %[11]s
+  allowInsecureHTTP: true
+  auth: {bearer: {secretRef: {name: keymint-token, key: token}}}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: SecretBinding
+metadata: {name: payments, namespace: %[1]s}
+spec:
+  connectionRef: {name: keyway}
+  vault: acme/payments
+  environment: production
+  rename: {DB_PASS: password}
+  target: {name: payments-env}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: SecretBinding
+metadata: {name: payments-dsn, namespace: %[1]s}
+spec:
+  connectionRef: {name: keyway}
+  vault: acme/payments
+  environment: production
+  target:
+    creationPolicy: Orphan
+    template:
+      data: {DSN: "postgres://{{ .DB_USER }}:{{ .DB_PASS }}@db/payments"}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: SecretBinding
+metadata: {name: staging, namespace: %[1]s}
+spec:
+  connectionRef: {name: keystash}
+  vault: acme/payments
+  environment: staging
+  request: {path: "/api/v1/secrets/view?vault={vault}&environment={environment}"}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: SecretBinding
+metadata: {name: checkout, namespace: %[1]s}
+spec:
+  connectionRef: {name: stash}
+  vault: acme/checkout
+  environment: production
+  request: {method: POST, path: /api/v1/sdk/config, body: '{"shop_handle":"{vault}","environment":"{environment}"}', dataPath: data}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: SecretBinding
+metadata: {name: knowledge, namespace: %[1]s}
+spec:
+  connectionRef: {name: knowledgestack}
+  vault: acme/checkout
+  environment: production
+  request: {path: "/v1/secrets?tenant={vault}&env={environment}", format: dotenv, dataPath: content}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: SecretBinding
+metadata: {name: license, namespace: %[1]s}
+spec:
+  connectionRef: {name: keymint}
+  vault: acme/payments
+  environment: staging
+  request: {path: "/key?productId={vault}&licenseKey={environment}", dataPath: data.license}
+`, DemoNamespace, DemoCredentials["keyway"], DemoCredentials["keymint"], DemoCredentials["stash"],
+		DemoCredentials["user"], DemoCredentials["password"],
+		url("keyway"), url("keystash"), url("stash"), url("knowledgestack"), url("keymint"))
+}
+
+// ApplyDemo applies the demo's objects and waits until every binding is Ready.
+func (s *Stack) ApplyDemo(ctx context.Context) error {
+	if _, err := s.KubectlIn(ctx, s.DemoManifests(), "apply", "-f", "-"); err != nil {
+		return err
+	}
+	_, err := s.Kubectl(ctx, "wait", "--for=condition=Ready", "--timeout=90s", "-n", DemoNamespace, "secretbindings", "--all")
+	return err
+}
+
+// SecretKeys lists each synced Secret of the demo namespace with its keys (never values).
+func (s *Stack) SecretKeys(ctx context.Context) (string, error) {
+	out, err := s.Kubectl(ctx, "get", "secrets", "-n", DemoNamespace, "-l", "keyferry.dev/binding",
+		"-o", `go-template={{range .items}}{{.metadata.name}}:{{range $k, $v := .data}} {{$k}}{{end}}{{"\n"}}{{end}}`)
+	return strings.TrimSpace(out), err
+}

@@ -1,0 +1,297 @@
+// Package localstack runs keyferry the way users do, on one machine and without a
+// cluster: a local kube-apiserver and etcd (built by hack/build-control-plane.sh), the CRDs
+// installed with kubectl, the development vault and the manager as separate processes. The
+// demo and the end-to-end tests both use it.
+package localstack
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Options configure a stack.
+type Options struct {
+	// RepoRoot is the keyferry checkout (for hack/, config/ and go build).
+	RepoRoot string
+	// Dir holds the kubeconfig, binaries and logs; a temporary one when empty.
+	Dir string
+	// VaultArgs are extra flags for the dev vault.
+	VaultArgs []string
+	// ManagerArgs are extra flags for the manager.
+	ManagerArgs []string
+	// Progress receives what the stack is doing; os.Stderr when nil.
+	Progress io.Writer
+}
+
+// Stack is a running local control plane with the dev vault; the manager runs on demand.
+type Stack struct {
+	opts       Options
+	env        *envtest.Environment
+	Dir        string
+	Kubeconfig string
+	KubectlBin string
+	VaultURL   string
+	// ManagerLog is the manager's combined output (every run appends).
+	ManagerLog string
+	// MetricsURL is the manager's metrics endpoint while it runs.
+	MetricsURL string
+
+	mu      sync.Mutex
+	vault   *exec.Cmd
+	manager *exec.Cmd
+	ownDir  bool
+}
+
+func (s *Stack) logf(format string, args ...any) {
+	w := s.opts.Progress
+	if w == nil {
+		w = os.Stderr
+	}
+	_, _ = fmt.Fprintf(w, "[keyferry] "+format+"\n", args...)
+}
+
+// Start builds what is missing and starts the control plane and the dev vault.
+func Start(ctx context.Context, opts Options) (*Stack, error) {
+	s := &Stack{opts: opts, Dir: opts.Dir}
+	if s.Dir == "" {
+		d, err := os.MkdirTemp("", "keyferry-local-")
+		if err != nil {
+			return nil, err
+		}
+		s.Dir, s.ownDir = d, true
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Stop()
+		}
+	}()
+	s.logf("local control plane: building it once per machine if needed (hack/build-control-plane.sh)")
+	assets, err := s.controlPlane(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.KubectlBin = filepath.Join(assets, "kubectl")
+	s.logf("building the manager and the dev vault")
+	for _, b := range []string{"manager", "devvault"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(s.Dir, "bin", b), "./cmd/"+b)
+		cmd.Dir = opts.RepoRoot
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build ./cmd/%s: %w\n%s", b, err, out)
+		}
+	}
+	s.logf("starting etcd and kube-apiserver")
+	s.env = &envtest.Environment{BinaryAssetsDirectory: assets}
+	if _, err := s.env.Start(); err != nil {
+		return nil, fmt.Errorf("starting the local control plane: %w", err)
+	}
+	user, err := s.env.AddUser(envtest.User{Name: "keyferry-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	s.Kubeconfig = filepath.Join(s.Dir, "kubeconfig")
+	if err := os.WriteFile(s.Kubeconfig, kc, 0o600); err != nil {
+		return nil, err
+	}
+	s.logf("installing the CRDs with kubectl")
+	if _, err := s.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(opts.RepoRoot, "config", "crd", "bases")); err != nil {
+		return nil, err
+	}
+	if _, err := s.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"); err != nil {
+		return nil, err
+	}
+	if _, err := s.Kubectl(ctx, "create", "namespace", "keyferry-system"); err != nil {
+		return nil, err
+	}
+	if err := s.startVault(ctx); err != nil {
+		return nil, err
+	}
+	s.ManagerLog = filepath.Join(s.Dir, "manager.log")
+	ok = true
+	return s, nil
+}
+
+func (s *Stack) controlPlane(ctx context.Context) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.opts.RepoRoot, "hack", "build-control-plane.sh"))
+	cmd.Dir = s.opts.RepoRoot
+	cmd.Stderr = s.opts.Progress
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("building the local control plane: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func (s *Stack) startVault(ctx context.Context) error {
+	args := append([]string{"--listen", "127.0.0.1:0", "--data", filepath.Join(s.opts.RepoRoot, "hack", "devvault-data.json")}, s.opts.VaultArgs...)
+	cmd := exec.Command(filepath.Join(s.Dir, "bin", "devvault"), args...)
+	logFile, err := os.Create(filepath.Join(s.Dir, "devvault.log"))
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = logFile
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.vault = cmd
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("dev vault did not start: %w", err)
+	}
+	s.VaultURL = strings.TrimSpace(strings.TrimPrefix(line, "devvault listening on "))
+	go func() { _, _ = io.Copy(logFile, stdout) }()
+	s.logf("dev vault (development tool) at %s", s.VaultURL)
+	return nil
+}
+
+// Kubectl runs the real kubectl against the stack and returns its stdout.
+func (s *Stack) Kubectl(ctx context.Context, args ...string) (string, error) {
+	return s.KubectlIn(ctx, "", args...)
+}
+
+// KubectlIn runs kubectl with stdin.
+func (s *Stack) KubectlIn(ctx context.Context, stdin string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, s.KubectlBin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.Kubeconfig)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// StartManager runs the manager binary against the stack.
+func (s *Stack) StartManager(extraArgs ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.manager != nil {
+		return errors.New("the manager is already running")
+	}
+	metrics, err := freePort()
+	if err != nil {
+		return err
+	}
+	probes, err := freePort()
+	if err != nil {
+		return err
+	}
+	args := append([]string{"--namespace", "keyferry-system",
+		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metrics),
+		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(probes)}, s.opts.ManagerArgs...)
+	args = append(args, extraArgs...)
+	logFile, err := os.OpenFile(s.ManagerLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(s.Dir, "bin", "manager"), args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.Kubeconfig)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.manager = cmd
+	s.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics)
+	return waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/readyz", probes), 30*time.Second)
+}
+
+// StopManager stops the manager (SIGTERM, then SIGKILL after 10s).
+func (s *Stack) StopManager() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	stopProcess(s.manager)
+	s.manager = nil
+}
+
+// ManagerPID returns the manager's process id, 0 when it is not running.
+func (s *Stack) ManagerPID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.manager == nil {
+		return 0
+	}
+	return s.manager.Process.Pid
+}
+
+// Stop ends every process the stack started and removes its temporary directory.
+func (s *Stack) Stop() {
+	s.StopManager()
+	stopProcess(s.vault)
+	s.vault = nil
+	if s.env != nil {
+		_ = s.env.Stop()
+		s.env = nil
+	}
+	if s.ownDir && os.Getenv("KEYFERRY_KEEP_DIR") == "" {
+		_ = os.RemoveAll(s.Dir)
+	}
+}
+
+func stopProcess(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitHTTP(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url) //nolint:noctx // a short local poll
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready after %v", url, timeout)
+}
