@@ -128,6 +128,12 @@ func (r *SecretBindingReconciler) sync(ctx context.Context, b *kf.SecretBinding)
 	}
 
 	c, conn, err := r.connectionClient(ctx, b)
+	if errors.Is(err, errClientPending) && isReady(b) {
+		// Right after a start the connection's reconciler may not have built its client
+		// yet: a Ready binding waits quietly rather than flap its status.
+		o.skipped, o.nextSync = true, now.Add(notReadyRetry)
+		return o, nil
+	}
 	if err != nil {
 		if ce, ok := asConditionError(err); ok && ce.Reason == kf.ReasonConnectionNotReady {
 			o.err, o.nextSync = ce, now.Add(notReadyRetry)
@@ -189,6 +195,14 @@ func (r *SecretBindingReconciler) sync(ctx context.Context, b *kf.SecretBinding)
 	return o, nil
 }
 
+// errClientPending marks a connection whose provider client is not built yet.
+var errClientPending = errors.New("connection client pending")
+
+func isReady(b *kf.SecretBinding) bool {
+	c := readyOf(b.Status.Conditions)
+	return c != nil && c.Status == metav1.ConditionTrue
+}
+
 // connectionRef is the connection a binding resolved to.
 type connectionRef struct {
 	kind            kf.ConnectionKind
@@ -247,7 +261,8 @@ func (r *SecretBindingReconciler) connectionClient(ctx context.Context, b *kf.Se
 	}
 	c, ok := r.Registry.Get(connectionID(kind, b.Namespace, ref.Name))
 	if !ok {
-		return notReady("%s %s is not set up yet", kind, ref.Name)
+		_, cr, err := notReady("%s %s is not set up yet", kind, ref.Name)
+		return nil, cr, errors.Join(errClientPending, err)
 	}
 	return c, cr, nil
 }

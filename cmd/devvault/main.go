@@ -34,13 +34,19 @@ func main() {
 	flag.BoolVar(&opts.KnowledgeStackCookie, "knowledgestack-cookie", false, "Knowledge Stack sign-in answers with a ks_uat cookie instead of access_token.")
 	flag.Parse()
 
-	d, err := devvault.LoadData(*data)
-	if err != nil {
+	if err := run(*listen, *data, opts); err != nil {
 		log.Fatalf("devvault: %v", err)
 	}
-	ln, err := net.Listen("tcp", *listen)
+}
+
+func run(listen, dataFile string, opts devvault.Options) error {
+	d, err := devvault.LoadData(dataFile)
 	if err != nil {
-		log.Fatalf("devvault: %v", err)
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
 	}
 	// The first line on stdout is the address, so scripts can read a picked port.
 	fmt.Printf("devvault listening on http://%s\n", ln.Addr())
@@ -55,6 +61,7 @@ func main() {
 		_ = srv.Shutdown(shutdown)
 	}()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Fatalf("devvault: %v", err)
+		return err
 	}
+	return nil
 }

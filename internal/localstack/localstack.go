@@ -123,7 +123,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if _, err := s.Kubectl(ctx, "create", "namespace", "keyferry-system"); err != nil {
 		return nil, err
 	}
-	if err := s.startVault(ctx); err != nil {
+	if err := s.startVault(); err != nil {
 		return nil, err
 	}
 	s.ManagerLog = filepath.Join(s.Dir, "manager.log")
@@ -145,7 +145,7 @@ func (s *Stack) controlPlane(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-func (s *Stack) startVault(ctx context.Context) error {
+func (s *Stack) startVault() error {
 	args := append([]string{"--listen", "127.0.0.1:0", "--data", filepath.Join(s.opts.RepoRoot, "hack", "devvault-data.json")}, s.opts.VaultArgs...)
 	cmd := exec.Command(filepath.Join(s.Dir, "bin", "devvault"), args...)
 	logFile, err := os.Create(filepath.Join(s.Dir, "devvault.log"))

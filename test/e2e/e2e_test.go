@@ -1,0 +1,303 @@
+//go:build e2e
+
+// Package e2e drives the shipped binaries the way users run them: the manager binary and
+// the real kubectl against a local kube-apiserver, with the development vault as the
+// provider. Run with `make test-e2e`.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyferry/keyferry/internal/localstack"
+)
+
+var stack *localstack.Stack
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	ctx := context.Background()
+	var err error
+	stack, err = localstack.Start(ctx, localstack.Options{RepoRoot: root,
+		ManagerArgs: []string{"--credentials-poll-interval", "1s"}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stack.Stop()
+	if err := stack.StartManager(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := stack.ApplyDemo(ctx); err != nil {
+		out, _ := stack.Kubectl(ctx, "get", "sb", "-n", "demo")
+		fmt.Fprintln(os.Stderr, err, out)
+		return 1
+	}
+	code := m.Run()
+	if code != 0 {
+		if b, err := os.ReadFile(stack.ManagerLog); err == nil {
+			fmt.Fprintf(os.Stderr, "--- manager log (last 4 KiB)\n%s\n", tail(b, 4096))
+		}
+	}
+	return code
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := stack.Kubectl(context.Background(), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func secretValue(t *testing.T, name, key string) string {
+	t.Helper()
+	out := kubectl(t, "get", "secret", name, "-n", "demo", "-o", "jsonpath={.data."+key+"}")
+	v, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(v)
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; last: %s", what, last)
+}
+
+// getSB returns `kubectl get sb NAME` as printed, header included.
+func getSB(t *testing.T, name string) string {
+	return kubectl(t, "get", "sb", name, "-n", "demo")
+}
+
+func waitSB(t *testing.T, name, reason string) {
+	t.Helper()
+	waitFor(t, 60*time.Second, name+" "+reason, func() (bool, string) {
+		out := getSB(t, name)
+		return strings.Contains(out, " "+reason+" "), out
+	})
+}
+
+func annotateRefresh(t *testing.T, name string) {
+	kubectl(t, "annotate", "sb", name, "-n", "demo", "--overwrite",
+		fmt.Sprintf("keyferry.dev/refresh=%d", time.Now().UnixNano()))
+}
+
+func vaultDebug(t *testing.T, method, path string, body any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequest(method, stack.VaultURL+path, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: HTTP %d", method, path, resp.StatusCode)
+	}
+}
+
+func vaultCounts(t *testing.T) map[string]int {
+	t.Helper()
+	resp, err := http.Get(stack.VaultURL + "/debug/counts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	counts := map[string]int{}
+	if err := json.NewDecoder(resp.Body).Decode(&counts); err != nil {
+		t.Fatal(err)
+	}
+	return counts
+}
+
+func TestFirstSync(t *testing.T) {
+	out := kubectl(t, "get", "sb", "-n", "demo")
+	if strings.Count(out, " Synced ") != 6 {
+		t.Fatalf("not every binding is Synced:\n%s", out)
+	}
+	if v := secretValue(t, "payments-env", "DB_USER"); v != "payments" {
+		t.Fatalf("DB_USER = %q", v)
+	}
+	if v := secretValue(t, "payments-dsn", "DSN"); !strings.HasPrefix(v, "postgres://payments:") {
+		t.Fatal("the template was not rendered")
+	}
+	if v := secretValue(t, "payments-env", "TLS_KEY"); !strings.Contains(v, "\nMIIB") {
+		t.Fatal("the multi-line PEM value lost its newlines")
+	}
+}
+
+func TestVaultChangeReachesSecretAfterRefresh(t *testing.T) {
+	vaultDebug(t, http.MethodPut, "/debug/secrets/acme/payments", map[string]string{"environment": "production", "key": "STRIPE_KEY", "value": "sk_test_rotated"})
+	annotateRefresh(t, "payments")
+	waitFor(t, 30*time.Second, "the new value in the Secret", func() (bool, string) {
+		v := secretValue(t, "payments-env", "STRIPE_KEY")
+		return v == "sk_test_rotated", ""
+	})
+}
+
+func TestRevokedTokenThenCredentialRotation(t *testing.T) {
+	vaultDebug(t, http.MethodPost, "/debug/revoke", map[string]string{"token": localstack.DemoCredentials["keymint"]})
+	annotateRefresh(t, "license")
+	waitSB(t, "license", "Unauthorized")
+	if out := kubectl(t, "get", "vc", "keymint", "-n", "demo"); !strings.Contains(out, "Unauthorized") {
+		waitFor(t, 15*time.Second, "connection Unauthorized", func() (bool, string) {
+			out := kubectl(t, "get", "vc", "keymint", "-n", "demo")
+			return strings.Contains(out, "Unauthorized"), out
+		})
+	}
+	const rotated = "at_rotated_demo_token"
+	vaultDebug(t, http.MethodPost, "/debug/token", map[string]string{"token": rotated})
+	manifest := kubectl(t, "create", "secret", "generic", "keymint-token", "-n", "demo",
+		"--from-literal=token="+rotated, "--dry-run=client", "-o", "yaml")
+	if _, err := stack.KubectlIn(context.Background(), manifest, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitFor(t, 30*time.Second, "rotated credentials in effect", func() (bool, string) {
+		annotateRefresh(t, "license")
+		time.Sleep(500 * time.Millisecond)
+		out := getSB(t, "license")
+		return strings.Contains(out, " Synced "), out
+	})
+	t.Logf("rotation took effect within %v", time.Since(start).Round(time.Second))
+}
+
+func TestRateLimitedVaultRecoversByItself(t *testing.T) {
+	vaultDebug(t, http.MethodPost, "/debug/fault/keyway", map[string]any{
+		"status": 429, "times": 1, "header": map[string]string{"Retry-After": "3"},
+		"body": `{"title":"Too Many Requests","status":429,"detail":"Rate limit exceeded"}`})
+	annotateRefresh(t, "payments")
+	waitSB(t, "payments", "RateLimited")
+	if out := kubectl(t, "get", "sb", "payments", "-n", "demo", "-o", "jsonpath={.status.retryAfter}"); out == "" {
+		t.Fatal("status.retryAfter not set while rate limited")
+	}
+	waitSB(t, "payments", "Synced") // no further action: the binding comes back on its own
+}
+
+func TestDeletingBindingsFollowsCreationPolicy(t *testing.T) {
+	// Owner: the Secret carries a controller reference, so the garbage collector deletes it
+	// with the binding. (The local control plane runs no garbage collector, so the
+	// reference itself is checked.)
+	refs := kubectl(t, "get", "secret", "payments-env", "-n", "demo", "-o", "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}/{.metadata.ownerReferences[0].controller}")
+	if refs != "SecretBinding/payments/true" {
+		t.Fatalf("owner reference %q", refs)
+	}
+	// Orphan: the Secret stays.
+	kubectl(t, "delete", "sb", "payments-dsn", "-n", "demo", "--wait=true")
+	if out := kubectl(t, "get", "secret", "payments-dsn", "-n", "demo", "-o", "name"); strings.TrimSpace(out) != "secret/payments-dsn" {
+		t.Fatal("the Orphan Secret went with its binding")
+	}
+	// Merge: only the binding's keys go.
+	kubectl(t, "create", "secret", "generic", "app-config", "-n", "demo", "--from-literal=OWN=mine")
+	merge := `apiVersion: keyferry.dev/v1alpha1
+kind: SecretBinding
+metadata: {name: merged, namespace: demo}
+spec:
+  connectionRef: {name: keyway}
+  vault: acme/payments
+  environment: production
+  keys: {include: ["^DB_USER$"]}
+  target: {name: app-config, creationPolicy: Merge}
+`
+	if _, err := stack.KubectlIn(context.Background(), merge, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	waitSB(t, "merged", "Synced")
+	if secretValue(t, "app-config", "DB_USER") != "payments" || secretValue(t, "app-config", "OWN") != "mine" {
+		t.Fatal("merge did not add its key beside the owner's")
+	}
+	kubectl(t, "delete", "sb", "merged", "-n", "demo", "--wait=true")
+	if keys := kubectl(t, "get", "secret", "app-config", "-n", "demo", "-o", "go-template={{range $k, $v := .data}}{{$k}} {{end}}"); strings.TrimSpace(keys) != "OWN" {
+		t.Fatalf("after deleting the Merge binding the Secret has keys %q, want only OWN", keys)
+	}
+}
+
+// TestRestartKeepsSecretsAndDoesNotRefetch runs after the others (Go runs tests in file
+// order): every binding is fresh, so a restart must cost no pull.
+func TestRestartKeepsSecretsAndDoesNotRefetch(t *testing.T) {
+	for _, b := range []string{"payments", "staging", "checkout", "knowledge", "license"} {
+		waitSB(t, b, "Synced")
+	}
+	versions := kubectl(t, "get", "secrets", "-n", "demo", "-l", "keyferry.dev/binding", "-o", `go-template={{range .items}}{{.metadata.name}}={{.metadata.resourceVersion}} {{end}}`)
+	before := vaultCounts(t)
+	stack.StopManager()
+	if err := stack.StartManager(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(8 * time.Second)
+	after := vaultCounts(t)
+	for _, endpoint := range []string{"keyway.pull", "keystash.secrets", "stash.config", "knowledgestack.secrets", "keymint.key"} {
+		if after[endpoint] != before[endpoint] {
+			t.Errorf("%s: %d requests after the restart, want none (bindings are fresh)", endpoint, after[endpoint]-before[endpoint])
+		}
+	}
+	if now := kubectl(t, "get", "secrets", "-n", "demo", "-l", "keyferry.dev/binding", "-o", `go-template={{range .items}}{{.metadata.name}}={{.metadata.resourceVersion}} {{end}}`); now != versions {
+		t.Errorf("Secrets changed across a restart:\nbefore %s\nafter  %s", versions, now)
+	}
+	if out := kubectl(t, "get", "sb", "-n", "demo"); strings.Contains(out, "False") {
+		t.Errorf("bindings not Ready after the restart:\n%s", out)
+	}
+}
+
+// TestNoSecretInLogsOrEvents runs last: it reads everything the manager logged.
+func TestNoSecretInLogsOrEvents(t *testing.T) {
+	log, err := os.ReadFile(stack.ManagerLog)
+	if err != nil || len(log) == 0 {
+		t.Fatalf("no manager log to check (%v)", err)
+	}
+	events := kubectl(t, "get", "events", "-A", "-o", "json")
+	if !strings.Contains(events, "Unauthorized") {
+		t.Fatal("no transition events were recorded: the check would prove nothing")
+	}
+	canaries := []string{"demo-password-not-a-secret", "sk_test_demo", "sk_test_rotated", "staging password with spaces",
+		"MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAdemo", "at_rotated_demo_token", "demo-password"}
+	for _, v := range localstack.DemoCredentials {
+		if v != "ops@example.com" {
+			canaries = append(canaries, v)
+		}
+	}
+	for _, c := range canaries {
+		if bytes.Contains(log, []byte(c)) {
+			t.Errorf("the manager log contains %q", c)
+		}
+		if strings.Contains(events, c) {
+			t.Errorf("an event contains %q", c)
+		}
+	}
+}
