@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/render"
 	"github.com/keyferry/keyferry/internal/vault"
 )
@@ -87,6 +88,13 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	outcome, err := r.sync(ctx, b)
 	if err != nil {
 		return ctrl.Result{}, err // API server trouble: controller backoff
+	}
+	if !outcome.skipped {
+		if outcome.err != nil {
+			metrics.Sync(outcome.err.Reason)
+		} else {
+			metrics.Sync(kf.ReasonSynced)
+		}
 	}
 	next := computeBindingStatus(prev, outcome)
 	if !equality.Semantic.DeepEqual(prev, next) {
@@ -184,6 +192,7 @@ func (r *SecretBindingReconciler) sync(ctx context.Context, b *kf.SecretBinding)
 	if err != nil {
 		return fail(err)
 	}
+	metrics.SecretWrite(wrote)
 	r.failures.Delete(key)
 	o.wrote, o.keys = wrote, int32(len(data))
 	// The next refresh is due an interval after the data was fetched (shared snapshots

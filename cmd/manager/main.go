@@ -19,6 +19,7 @@ import (
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/controllers"
 	"github.com/keyferry/keyferry/internal/hmackey"
+	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/vault"
 	"github.com/keyferry/keyferry/internal/version"
 )
@@ -95,7 +96,7 @@ func run(o options) error {
 		return err
 	}
 	if err := controllers.SetupWithManager(mgr, controllers.Options{
-		Registry:                vault.NewRegistry(nil),
+		Registry:                vault.NewRegistry(metrics.ClientHooks),
 		HMACKey:                 key,
 		CredentialsPollInterval: o.credentialsPoll,
 		ConnectionWorkers:       o.connectionWorkers,

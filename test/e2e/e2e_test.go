@@ -248,6 +248,27 @@ spec:
 	}
 }
 
+func TestMetricsAreServed(t *testing.T) {
+	resp, err := http.Get(stack.MetricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	for _, want := range []string{
+		`keyferry_provider_requests_total{code="2xx",connection="VaultConnection/demo/keyway",op="pull"}`,
+		`keyferry_provider_requests_total{code="2xx",connection="VaultConnection/demo/keystash",op="login"}`,
+		`keyferry_fetches_total{connection="VaultConnection/demo/keyway",result="sent"}`,
+		`keyferry_binding_syncs_total{reason="Synced"}`,
+		`keyferry_secret_writes_total{result="applied"}`,
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
 // TestRestartKeepsSecretsAndDoesNotRefetch runs after the others (Go runs tests in file
 // order): every binding is fresh, so a restart must cost no pull.
 func TestRestartKeepsSecretsAndDoesNotRefetch(t *testing.T) {

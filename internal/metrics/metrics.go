@@ -1,0 +1,86 @@
+// Package metrics defines keyferry's Prometheus metrics, served on the manager's metrics
+// endpoint beside controller-runtime's own. Label values are bounded: connection names,
+// operation kinds, status classes and condition reasons; never binding names or vault
+// paths.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/keyferry/keyferry/internal/vault"
+)
+
+var (
+	providerRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyferry_provider_requests_total",
+		Help: "Requests sent to providers, by connection, operation (login, refresh, pull, signout) and HTTP status class (2xx..5xx, or error when no response arrived).",
+	}, []string{"connection", "op", "code"})
+	fetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyferry_fetches_total",
+		Help: "Secret fetches asked of the coalescing fetcher, by connection and whether a request was sent or a shared/cached result served.",
+	}, []string{"connection", "result"})
+	heldBack = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyferry_requests_held_total",
+		Help: "Requests not sent at once because the provider asked to wait (cause=provider) or the client-side budget was spent (cause=budget).",
+	}, []string{"connection", "cause"})
+	heldSeconds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyferry_requests_held_seconds_total",
+		Help: "Sum of the waits callers were told (or held) before a request could leave, by cause.",
+	}, []string{"connection", "cause"})
+	syncs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyferry_binding_syncs_total",
+		Help: "SecretBinding passes that fetched or failed, by resulting Ready reason.",
+	}, []string{"reason"})
+	writes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyferry_secret_writes_total",
+		Help: "Target Secret decisions after a fetch: applied (written) or unchanged (skipped, the keyed digest matched).",
+	}, []string{"result"})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(providerRequests, fetches, heldBack, heldSeconds, syncs, writes)
+}
+
+// ClientHooks returns the provider client hooks that feed the metrics of a connection.
+func ClientHooks(connection string) vault.Hooks {
+	return vault.Hooks{
+		Request: func(op string, status int) {
+			code := "error"
+			if status > 0 {
+				code = strconv.Itoa(status/100) + "xx"
+			}
+			providerRequests.WithLabelValues(connection, op, code).Inc()
+		},
+		Paused: func(_ string, byProvider bool, wait time.Duration) {
+			cause := "budget"
+			if byProvider {
+				cause = "provider"
+			}
+			heldBack.WithLabelValues(connection, cause).Inc()
+			heldSeconds.WithLabelValues(connection, cause).Add(max(wait, 0).Seconds())
+		},
+		Fetch: func(shared bool) {
+			result := "sent"
+			if shared {
+				result = "shared"
+			}
+			fetches.WithLabelValues(connection, result).Inc()
+		},
+	}
+}
+
+// Sync counts one binding pass that reached a result.
+func Sync(reason string) { syncs.WithLabelValues(reason).Inc() }
+
+// SecretWrite counts a write decision.
+func SecretWrite(applied bool) {
+	if applied {
+		writes.WithLabelValues("applied").Inc()
+		return
+	}
+	writes.WithLabelValues("unchanged").Inc()
+}
