@@ -62,9 +62,12 @@ demo: ## Run keyferry locally: control plane, dev vault, sample bindings, manage
 test-e2e: ## End-to-end tests: the manager and kubectl binaries against the local control plane and dev vault.
 	go test -tags e2e -count=1 -timeout 20m ./test/e2e/...
 
+BENCH_ARGS ?= -n 1000 -e 10 -c 1 -u 0 -interval 30s
+
 .PHONY: bench
-bench: ## Run the Go benchmarks (not part of make test).
+bench: ## Go benchmarks, then the scale benchmark (hack/bench, BENCH_ARGS) on the local stack.
 	go test -run '^$$' -bench . -benchmem ./...
+	go run ./hack/bench -header $(BENCH_ARGS)
 
 .PHONY: fuzz
 fuzz: ## Fuzz the decoders for FUZZTIME each (default 30s).

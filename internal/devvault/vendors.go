@@ -97,6 +97,7 @@ func (s *Server) keywayGate(w http.ResponseWriter, r *http.Request, endpoint str
 		resetIn := int(math.Ceil(reset.Sub(s.opts.Now()).Seconds()))
 		w.Header().Set("X-RateLimit-Reset", strconv.Itoa(resetIn))
 		if !ok {
+			s.note("keyway.over-limit")
 			w.Header().Set("Retry-After", strconv.Itoa(max(resetIn, 1)))
 			problem(w, s.opts.KeywayOverLimitStatus, "rate-limited", "Too Many Requests", "Rate limit exceeded, retry later")
 			return false

@@ -33,6 +33,8 @@ type Options struct {
 	Dir string
 	// VaultArgs are extra flags for the dev vault.
 	VaultArgs []string
+	// VaultData is the dev vault's data file; hack/devvault-data.json when empty.
+	VaultData string
 	// ManagerArgs are extra flags for the manager.
 	ManagerArgs []string
 	// Progress receives what the stack is doing; os.Stderr when nil.
@@ -146,7 +148,11 @@ func (s *Stack) controlPlane(ctx context.Context) (string, error) {
 }
 
 func (s *Stack) startVault() error {
-	args := append([]string{"--listen", "127.0.0.1:0", "--data", filepath.Join(s.opts.RepoRoot, "hack", "devvault-data.json")}, s.opts.VaultArgs...)
+	data := s.opts.VaultData
+	if data == "" {
+		data = filepath.Join(s.opts.RepoRoot, "hack", "devvault-data.json")
+	}
+	args := append([]string{"--listen", "127.0.0.1:0", "--data", data}, s.opts.VaultArgs...)
 	cmd := exec.Command(filepath.Join(s.Dir, "bin", "devvault"), args...)
 	logFile, err := os.Create(filepath.Join(s.Dir, "devvault.log"))
 	if err != nil {
