@@ -42,8 +42,10 @@ const (
 	// Failures back off from backoffBase to backoffMax (never beyond the refresh interval).
 	backoffBase = 5 * time.Second
 	backoffMax  = 5 * time.Minute
-	// notReadyRetry is how soon a binding looks again at a connection that is not set up.
+	// notReadyRetry is how soon a binding looks again at a connection that is not usable.
 	notReadyRetry = 3 * time.Second
+	// clientPendingRetry is how soon it looks again at a connection still being set up.
+	clientPendingRetry = time.Second
 	// jitterFraction spreads refreshes over ±10% of the interval.
 	jitterFraction = 0.1
 )
@@ -136,10 +138,11 @@ func (r *SecretBindingReconciler) sync(ctx context.Context, b *kf.SecretBinding)
 	}
 
 	c, conn, err := r.connectionClient(ctx, b)
-	if errors.Is(err, errClientPending) && isReady(b) {
-		// Right after a start the connection's reconciler may not have built its client
-		// yet: a Ready binding waits quietly rather than flap its status.
-		o.skipped, o.nextSync = true, now.Add(notReadyRetry)
+	if errors.Is(err, errClientPending) {
+		// Right after a start (or a new connection) its reconciler may not have built the
+		// client yet. That takes a moment, so the binding waits quietly instead of writing
+		// a transient status; the connection's first status change wakes it too.
+		o.skipped, o.nextSync = true, now.Add(clientPendingRetry)
 		return o, nil
 	}
 	if err != nil {
@@ -206,11 +209,6 @@ func (r *SecretBindingReconciler) sync(ctx context.Context, b *kf.SecretBinding)
 
 // errClientPending marks a connection whose provider client is not built yet.
 var errClientPending = errors.New("connection client pending")
-
-func isReady(b *kf.SecretBinding) bool {
-	c := readyOf(b.Status.Conditions)
-	return c != nil && c.Status == metav1.ConditionTrue
-}
 
 // connectionRef is the connection a binding resolved to.
 type connectionRef struct {
@@ -337,6 +335,11 @@ func (r *SecretBindingReconciler) currentTarget(ctx context.Context, b *kf.Secre
 	key := types.NamespacedName{Namespace: b.Namespace, Name: targetName(b)}
 	s := &corev1.Secret{}
 	err := r.Secrets.Get(ctx, key, s)
+	if apierrors.IsNotFound(err) && policyOf(b) != kf.CreationPolicyMerge {
+		// Not managed (or not there): the write creates it, and a create fails on any
+		// Secret that exists, so nobody's Secret is overwritten.
+		return nil, nil
+	}
 	if apierrors.IsNotFound(err) {
 		err = r.APIReader.Get(ctx, key, s)
 		if apierrors.IsNotFound(err) {
@@ -431,6 +434,11 @@ func (r *SecretBindingReconciler) write(ctx context.Context, b *kf.SecretBinding
 		ac.WithType(secretType(b))
 	}
 	ac.WithLabels(lbls).WithAnnotations(annos)
+	if current == nil {
+		// A create can never overwrite a Secret that appeared meanwhile (it fails instead),
+		// and it spares the live read an apply would need to be safe.
+		return r.create(ctx, b, ac)
+	}
 	if err := r.Client.Apply(ctx, ac, client.FieldOwner(kf.FieldManager), client.ForceOwnership); err != nil {
 		if apierrors.IsInvalid(err) {
 			return false, condErr(kf.ReasonTargetConflict, "the API server refused Secret %s: %s", targetName(b), apiMessage(err))
@@ -438,6 +446,32 @@ func (r *SecretBindingReconciler) write(ctx context.Context, b *kf.SecretBinding
 		return false, err
 	}
 	return true, r.removeForeignKeys(ctx, b, current, data)
+}
+
+// create writes a new target Secret from its apply configuration. Keys a later pass no
+// longer writes are removed by removeForeignKeys, so the Create's field ownership never
+// keeps stale data.
+func (r *SecretBindingReconciler) create(ctx context.Context, b *kf.SecretBinding, ac *corev1ac.SecretApplyConfiguration) (bool, error) {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: *ac.Name, Namespace: *ac.Namespace,
+		Labels: ac.Labels, Annotations: ac.Annotations}, Data: ac.Data}
+	if ac.Type != nil {
+		s.Type = *ac.Type
+	}
+	for _, ref := range ac.OwnerReferences {
+		s.OwnerReferences = append(s.OwnerReferences, metav1.OwnerReference{APIVersion: *ref.APIVersion, Kind: *ref.Kind,
+			Name: *ref.Name, UID: *ref.UID, Controller: ref.Controller, BlockOwnerDeletion: ref.BlockOwnerDeletion})
+	}
+	err := r.Client.Create(ctx, s, client.FieldOwner(kf.FieldManager))
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsAlreadyExists(err):
+		return false, condErr(kf.ReasonTargetConflict, "Secret %s exists and is not managed by this binding; delete it, pick another target.name, or use creationPolicy Merge", targetName(b))
+	case apierrors.IsInvalid(err):
+		return false, condErr(kf.ReasonTargetConflict, "the API server refused Secret %s: %s", targetName(b), apiMessage(err))
+	default:
+		return false, err
+	}
 }
 
 // removeForeignKeys deletes keys added by hand to a Secret keyferry owns: apply leaves

@@ -16,6 +16,11 @@ func recordTransition(rec events.EventRecorder, obj client.Object, prev, next *m
 	if prev != nil && prev.Status == next.Status && prev.Reason == next.Reason {
 		return
 	}
+	if prev == nil && next.Status == metav1.ConditionTrue {
+		// A first success says nothing status does not: at scale it would be one more
+		// write per object.
+		return
+	}
 	kind := corev1.EventTypeWarning
 	if next.Status == metav1.ConditionTrue {
 		kind = corev1.EventTypeNormal

@@ -43,10 +43,10 @@ func main() {
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.StringVar(&o.namespace, "namespace", defaultNS, "The operator's own namespace (holds the HMAC key Secret and the leader-election lease).")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one of several replicas reconciles.")
-	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Queries per second to the Kubernetes API server.")
-	flag.IntVar(&o.burst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API server.")
+	flag.Float64Var(&o.qps, "kube-api-qps", 500, "Queries per second to the Kubernetes API server (each new binding costs two writes; lower it on a busy shared cluster).")
+	flag.IntVar(&o.burst, "kube-api-burst", 1000, "Burst of queries to the Kubernetes API server.")
 	flag.IntVar(&o.connectionWorkers, "connection-workers", 2, "Concurrent reconciles per connection controller.")
-	flag.IntVar(&o.bindingWorkers, "binding-workers", 8, "Concurrent SecretBinding reconciles.")
+	flag.IntVar(&o.bindingWorkers, "binding-workers", 16, "Concurrent SecretBinding reconciles.")
 	flag.DurationVar(&o.credentialsPoll, "credentials-poll-interval", 10*time.Second, "How often connections read their credentials Secrets again (rotation takes effect within this).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
