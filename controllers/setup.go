@@ -72,9 +72,14 @@ func CacheOptions() cache.Options {
 	if err != nil {
 		panic(err) // a constant label key: cannot fail
 	}
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed)},
-	}}
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed)},
+		},
+		// managedFields are often the largest part of a cached object and keyferry never
+		// reads them (it writes with server-side apply).
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
 }
 
 // ClientOptions make the default client read Secrets live (credentials and CA bundles:

@@ -251,58 +251,39 @@ func getBinding(t *testing.T, b *kf.SecretBinding) *kf.SecretBinding {
 	return got
 }
 
-// eventually polls cond every 50ms until it holds or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
+	testenv.Eventually(t, timeout, 50*time.Millisecond, what, cond)
+}
+
+// waitCondition waits until obj's Ready condition (read by conds after each Get) has reason,
+// and checks that its status leaks nothing.
+func waitCondition(t *testing.T, obj client.Object, conds func() []metav1.Condition, status func() any, reason string) {
+	t.Helper()
+	eventually(t, 20*time.Second, obj.GetName()+" "+reason, func() (bool, string) {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return false, err.Error()
 		}
-		last = state
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last state: %s", what, last)
+		if c := readyCondition(conds()); c != nil {
+			return c.Reason == reason, c.Reason + ": " + c.Message
+		}
+		return false, "no Ready condition"
+	})
+	assertNoCanary(t, fmt.Sprintf("%+v", status()))
 }
 
 // waitReason waits until the binding's Ready condition has reason.
 func waitReason(t *testing.T, b *kf.SecretBinding, reason string) *kf.SecretBinding {
 	t.Helper()
-	var got *kf.SecretBinding
-	eventually(t, 20*time.Second, "binding "+b.Name+" "+reason, func() (bool, string) {
-		got = &kf.SecretBinding{}
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(b), got); err != nil {
-			return false, err.Error()
-		}
-		for _, c := range got.Status.Conditions {
-			if c.Type == kf.ConditionReady {
-				return c.Reason == reason, c.Reason + ": " + c.Message
-			}
-		}
-		return false, "no Ready condition"
-	})
-	assertNoCanary(t, fmt.Sprintf("%+v", got.Status))
+	got := b.DeepCopy()
+	waitCondition(t, got, func() []metav1.Condition { return got.Status.Conditions }, func() any { return got.Status }, reason)
 	return got
 }
 
 func waitConnReason(t *testing.T, vc *kf.VaultConnection, reason string) *kf.VaultConnection {
 	t.Helper()
-	var got *kf.VaultConnection
-	eventually(t, 20*time.Second, "connection "+vc.Name+" "+reason, func() (bool, string) {
-		got = &kf.VaultConnection{}
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(vc), got); err != nil {
-			return false, err.Error()
-		}
-		for _, c := range got.Status.Conditions {
-			if c.Type == kf.ConditionReady {
-				return c.Reason == reason, c.Reason + ": " + c.Message
-			}
-		}
-		return false, "no Ready condition"
-	})
-	assertNoCanary(t, fmt.Sprintf("%+v", got.Status))
+	got := vc.DeepCopy()
+	waitCondition(t, got, func() []metav1.Condition { return got.Status.Conditions }, func() any { return got.Status }, reason)
 	return got
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/keyferry/keyferry/internal/localstack"
+	"github.com/keyferry/keyferry/internal/testenv"
 )
 
 var stack *localstack.Stack
@@ -84,17 +85,7 @@ func secretValue(t *testing.T, name, key string) string {
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last: %s", what, last)
+	testenv.Eventually(t, timeout, 250*time.Millisecond, what, cond)
 }
 
 // getSB returns `kubectl get sb NAME` as printed, header included.
