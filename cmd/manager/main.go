@@ -26,6 +26,7 @@ import (
 
 type options struct {
 	metricsAddr, probeAddr, namespace string
+	pprofAddr                         string
 	leaderElect                       bool
 	qps                               float64
 	burst                             int
@@ -41,6 +42,7 @@ func main() {
 	}
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoint (profiling); 0 disables it.")
 	flag.StringVar(&o.namespace, "namespace", defaultNS, "The operator's own namespace (holds the HMAC key Secret and the leader-election lease).")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one of several replicas reconciles.")
 	flag.Float64Var(&o.qps, "kube-api-qps", 500, "Queries per second to the Kubernetes API server (each new binding costs two writes; lower it on a busy shared cluster).")
@@ -75,6 +77,7 @@ func run(o options) error {
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "keyferry.keyferry.dev",
 		LeaderElectionNamespace: o.namespace,
