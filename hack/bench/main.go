@@ -37,6 +37,7 @@ type params struct {
 	intervals     int
 	ceilingWrites int
 	managerArgs   string
+	managerEnv    string
 }
 
 func main() {
@@ -51,6 +52,7 @@ func main() {
 	flag.DurationVar(&p.keywayWindow, "keyway-window", 15*time.Minute, "dev vault rate-limit window")
 	flag.IntVar(&p.ceilingWrites, "ceiling", 2000, "Secret creates used to measure the raw write ceiling")
 	flag.StringVar(&p.managerArgs, "manager-args", "", "extra manager flags, space separated")
+	flag.StringVar(&p.managerEnv, "manager-env", "", "extra manager environment, space separated NAME=value (e.g. GOMEMLIMIT=120MiB)")
 	header := flag.Bool("header", false, "print the table header first")
 	flag.Parse()
 	if *header {
@@ -77,7 +79,7 @@ func run(p params) error {
 	}
 	vaultArgs := []string{"--keyway-limit", strconv.Itoa(p.keywayLimit), "--keyway-window", p.keywayWindow.String(), "--keyway-over-limit-status", "429"}
 	st, err := localstack.Start(ctx, localstack.Options{RepoRoot: root, VaultData: dataFile, VaultArgs: vaultArgs,
-		ManagerArgs: strings.Fields(p.managerArgs), Progress: os.Stderr})
+		ManagerArgs: strings.Fields(p.managerArgs), ManagerEnv: strings.Fields(p.managerEnv), Progress: os.Stderr})
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,8 @@ type Options struct {
 	VaultData string
 	// ManagerArgs are extra flags for the manager.
 	ManagerArgs []string
+	// ManagerEnv are extra environment variables for the manager (e.g. GOMEMLIMIT).
+	ManagerEnv []string
 	// Progress receives what the stack is doing; os.Stderr when nil.
 	Progress io.Writer
 }
@@ -221,7 +223,7 @@ func (s *Stack) StartManager(extraArgs ...string) error {
 		return err
 	}
 	cmd := exec.Command(filepath.Join(s.Dir, "bin", "manager"), args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.Kubeconfig)
+	cmd.Env = append(append(os.Environ(), s.opts.ManagerEnv...), "KUBECONFIG="+s.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return err
