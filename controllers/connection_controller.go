@@ -108,7 +108,7 @@ func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 
 	prev := conn.connStatus().DeepCopy()
-	obs, client, err := r.observe(ctx, conn, id)
+	obs, err := r.observe(ctx, conn, id)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -116,13 +116,13 @@ func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err := r.patchStatus(ctx, conn, *prev, next); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: r.requeueAfter(obs, client)}, nil
+	return ctrl.Result{RequeueAfter: r.requeueAfter(obs)}, nil
 }
 
 // observe resolves credentials, gets the client and logs in where the auth needs it.
 // Errors about the connection come back inside the observation; only API server failures
 // are returned.
-func (r *ConnectionReconciler) observe(ctx context.Context, conn connection, id string) (connectionObservation, *vault.Client, error) {
+func (r *ConnectionReconciler) observe(ctx context.Context, conn connection, id string) (connectionObservation, error) {
 	obs := connectionObservation{generation: conn.GetGeneration(), now: r.Clock.Now(), login: conn.connSpec().Auth.Login != nil}
 	cfg, err := vaultConfig(ctx, r.Client, conn.connSpec(), conn.secretNamespace)
 	var c *vault.Client
@@ -135,17 +135,18 @@ func (r *ConnectionReconciler) observe(ctx context.Context, conn connection, id 
 	if err != nil {
 		ce, ok := asConditionError(err)
 		if !ok {
-			return obs, nil, err
+			return obs, err
 		}
 		obs.err = ce
 	}
 	if c != nil {
 		obs.outcome, obs.pausedUntil = c.LastOutcome(), c.PausedUntil()
 	}
-	return obs, c, nil
+	return obs, nil
 }
 
-func (r *ConnectionReconciler) requeueAfter(obs connectionObservation, _ *vault.Client) time.Duration {
+// requeueAfter is the credentials poll interval, or the end of a provider pause if sooner.
+func (r *ConnectionReconciler) requeueAfter(obs connectionObservation) time.Duration {
 	d := r.PollInterval
 	if until := obs.pausedUntil.Sub(obs.now); until > 0 && until < d {
 		d = until + time.Second
