@@ -66,17 +66,13 @@ func (s *syncBuffer) String() string {
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
-	env, err := testenv.New()
+	env, cfg, c, err := testenv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	cfg, err := env.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the local control plane:", err)
-		return 1
-	}
 	defer func() { _ = env.Stop() }()
+	k8s = c
 
 	dev = devvault.New(&devvault.Data{
 		Vaults: map[string]map[string]map[string]string{
@@ -95,11 +91,6 @@ func runMain(m *testing.M) int {
 
 	ctrl.SetLogger(zap.New(zap.WriteTo(&logs), zap.Level(zapcore.DebugLevel)))
 	scheme := testenv.Scheme()
-	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyferry-system"}}); err != nil {

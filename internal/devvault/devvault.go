@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -278,23 +279,13 @@ func (s *Server) allow(key string, limit int, window time.Duration) (int, time.T
 func (s *Server) hasToken(tok string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, t := range s.data.Tokens {
-		if t == tok && tok != "" {
-			return true
-		}
-	}
-	return false
+	return tok != "" && slices.Contains(s.data.Tokens, tok)
 }
 
 func (s *Server) hasAPIKey(k string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, t := range s.data.APIKeys {
-		if t == k && k != "" {
-			return true
-		}
-	}
-	return false
+	return k != "" && slices.Contains(s.data.APIKeys, k)
 }
 
 // validSession reports whether tok is a live session token.

@@ -15,43 +15,15 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /debug/counts", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, "", s.Counts())
 	})
-	s.mux.HandleFunc("POST /debug/fault/{vendor}", func(w http.ResponseWriter, r *http.Request) {
-		var f Fault
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&f); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	s.mux.HandleFunc("POST /debug/fault/{vendor}", debugJSON(func(r *http.Request, f Fault) {
 		s.InjectFault(r.PathValue("vendor"), f)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	s.mux.HandleFunc("PUT /debug/secrets/{vault...}", func(w http.ResponseWriter, r *http.Request) {
-		// Body: {"environment": "...", "key": "...", "value": "..."}
-		var v struct{ Environment, Key, Value string }
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&v); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	}))
+	// Body: {"environment": "...", "key": "...", "value": "..."}
+	s.mux.HandleFunc("PUT /debug/secrets/{vault...}", debugJSON(func(r *http.Request, v struct{ Environment, Key, Value string }) {
 		s.SetSecret(r.PathValue("vault"), v.Environment, v.Key, v.Value)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	s.mux.HandleFunc("POST /debug/revoke", func(w http.ResponseWriter, r *http.Request) {
-		var v struct{ Token string }
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&v); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		s.RevokeToken(v.Token)
-		w.WriteHeader(http.StatusNoContent)
-	})
-	s.mux.HandleFunc("POST /debug/token", func(w http.ResponseWriter, r *http.Request) {
-		var v struct{ Token string }
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&v); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		s.AddToken(v.Token)
-		w.WriteHeader(http.StatusNoContent)
-	})
+	}))
+	s.mux.HandleFunc("POST /debug/revoke", debugJSON(func(_ *http.Request, v struct{ Token string }) { s.RevokeToken(v.Token) }))
+	s.mux.HandleFunc("POST /debug/token", debugJSON(func(_ *http.Request, v struct{ Token string }) { s.AddToken(v.Token) }))
 
 	// Keyway.
 	s.mux.HandleFunc("GET /keyway/v1/secrets/pull", s.keywayPull)
@@ -73,6 +45,19 @@ func (s *Server) routes() {
 
 	// Keymint.
 	s.mux.HandleFunc("GET /keymint/key", s.keymintKey)
+}
+
+// debugJSON makes a debug endpoint: decode the JSON body, act, answer 204 (400 on a bad body).
+func debugJSON[T any](act func(r *http.Request, v T)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var v T
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&v); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		act(r, v)
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 // --- Keyway: RFC 7807 errors, rate-limit headers on every answer, and (as the server is

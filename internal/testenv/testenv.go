@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	keyferryv1alpha1 "github.com/keyferry/keyferry/api/v1alpha1"
@@ -64,4 +66,23 @@ func Eventually(t testing.TB, timeout, interval time.Duration, what string, cond
 		time.Sleep(interval)
 	}
 	t.Fatalf("timed out waiting for %s; last state: %s", what, last)
+}
+
+// Start starts a new environment and returns it with its config and a client that knows
+// keyferry's kinds. The caller stops the environment.
+func Start() (*envtest.Environment, *rest.Config, client.Client, error) {
+	env, err := New()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("starting the local control plane: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		_ = env.Stop()
+		return nil, nil, nil, err
+	}
+	return env, cfg, c, nil
 }
