@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -77,11 +76,7 @@ func vaultConfig(ctx context.Context, reader client.Reader, spec *kf.VaultConnec
 	default:
 		return cfg, condErr(kf.ReasonInvalidSpec, "auth sets none of bearer, apiKey or login")
 	}
-	if spec.URL != "" {
-		if u, err := url.Parse(spec.URL); err != nil || u.Host == "" {
-			return cfg, condErr(kf.ReasonInvalidSpec, "url %q is not a valid URL", spec.URL)
-		}
-	}
+	// The URL itself is checked by vault.New (an InvalidSpec error there).
 	return cfg, nil
 }
 

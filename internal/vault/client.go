@@ -66,9 +66,6 @@ func New(cfg Config, hooks Hooks) (*Client, error) {
 	return c, nil
 }
 
-// Provider returns the client's provider name.
-func (c *Client) Provider() string { return c.cfg.Provider }
-
 // PausedUntil returns when the provider's pause ends; zero when none is in force.
 func (c *Client) PausedUntil() time.Time { return c.gate.pausedUntil() }
 

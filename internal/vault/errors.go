@@ -59,17 +59,6 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Retryable says whether the same request can succeed later without a change of spec or
-// credentials.
-func (e *Error) Retryable() bool {
-	switch e.Reason {
-	case ReasonRateLimited, ReasonProviderUnavailable:
-		return true
-	default:
-		return false
-	}
-}
-
 // AsError returns err as an *Error when it is one (possibly wrapped).
 func AsError(err error) (*Error, bool) {
 	var ve *Error
