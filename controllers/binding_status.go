@@ -7,34 +7,85 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/backoff"
+)
+
+const (
+	// clientPendingRetry is how soon a binding looks again at a connection whose client
+	// is still being built.
+	clientPendingRetry = time.Second
+	// jitterFraction spreads refreshes over ±10% of the interval.
+	jitterFraction = 0.1
+	// retrySpread spreads bindings released by one Retry-After, so they do not all
+	// come back in the same second.
+	retrySpread = 5 * time.Second
 )
 
 // syncOutcome is what one pass over a binding did.
 type syncOutcome struct {
-	now        time.Time
 	generation int64
 	// refresh is the value of the refresh annotation handled in this pass ("" if none).
 	refresh string
-	// skipped: nothing was due; status stays as it is.
+	// skipped: nothing was due; planned (the next sync already planned) stands and the
+	// status stays as it is.
 	skipped bool
-	// wrote: the Secret was written in this pass.
-	wrote    bool
-	keys     int32
-	nextSync time.Time
-	err      *conditionError
+	planned time.Time
+	// pending: the connection's client is not built yet; look again shortly, quietly.
+	pending bool
+	// wrote: the Secret was written in this pass; keys is how many it holds.
+	wrote bool
+	keys  int32
+	// fetchedAt is when the data was read from the vault (a shared snapshot may be a
+	// little older than the pass).
+	fetchedAt time.Time
+	err       *conditionError
+	// spread is a random draw in [0,1) that jitters the schedule.
+	spread float64
 }
 
-// permanent reasons need a change of spec, credentials or target to go away: the
-// generation counts as handled.
-var permanent = map[string]bool{
-	kf.ReasonInvalidSpec: true, kf.ReasonTargetConflict: true, kf.ReasonTooLarge: true,
-	kf.ReasonNotFound: true, kf.ReasonForbidden: true, kf.ReasonInvalidResponse: true,
+// failed returns o with err as its failure when err is about the binding; any other
+// error (API server trouble) is returned for the controller's backoff.
+func (o syncOutcome) failed(err error) (syncOutcome, error) {
+	ce, ok := asConditionError(err)
+	if !ok {
+		return o, err
+	}
+	o.err = ce
+	return o, nil
 }
 
-// computeBindingStatus derives the binding's status from a pass, apart from the actions.
-// A pass that found nothing new returns prev unchanged: steady state writes nothing.
-func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome) kf.SecretBindingStatus {
-	if o.skipped {
+// nextSync is the one schedule of a binding: when to look at it again after a pass with
+// outcome o, its failures-th consecutive failure (0 after a success), at now.
+func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time) time.Time {
+	switch {
+	case o.pending:
+		return now.Add(clientPendingRetry)
+	case o.skipped:
+		return o.planned
+	case o.err == nil:
+		jitter := time.Duration((2*o.spread - 1) * jitterFraction * float64(interval))
+		next := o.fetchedAt.Add(interval + jitter)
+		if !next.After(now) {
+			next = now.Add(interval)
+		}
+		return next
+	}
+	retry := now.Add(min(backoff.Default.After(failures), interval))
+	if o.err.RetryAt.After(now) {
+		// Nothing succeeds before the provider allows it; a waiting failure needs no more.
+		at := o.err.RetryAt.Add(time.Duration(o.spread * float64(retrySpread)))
+		if o.err.Class == waiting || at.After(retry) {
+			return at
+		}
+	}
+	return retry
+}
+
+// computeBindingStatus derives the binding's status from a pass and its schedule, apart
+// from the actions. A pass that found nothing new returns prev unchanged: steady state
+// writes nothing.
+func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now time.Time) kf.SecretBindingStatus {
+	if o.skipped || o.pending {
 		return prev
 	}
 	if o.err == nil {
@@ -49,26 +100,25 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome) kf.SecretB
 	if o.refresh != "" {
 		st.LastHandledRefresh = o.refresh
 	}
+	st.RetryAfter = nil
+	st.NextSyncTime = timePtr(next)
 	cond := metav1.Condition{Type: kf.ConditionReady, ObservedGeneration: o.generation}
 	if o.err == nil {
 		cond.Status, cond.Reason = metav1.ConditionTrue, kf.ReasonSynced
 		cond.Message = fmt.Sprintf("%d keys synced", o.keys)
 		st.ObservedGeneration = o.generation
 		st.SyncedKeys = o.keys
-		st.RetryAfter = nil
-		st.NextSyncTime = timePtr(o.nextSync)
-		st.LastSyncTime = timePtr(o.now)
+		st.LastSyncTime = timePtr(now)
 	} else {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.err.Reason, o.err.Message
-		if permanent[o.err.Reason] {
+		if o.err.Class == stalled {
+			// Only a change can help: this generation has been handled.
 			st.ObservedGeneration = o.generation
 		}
-		st.RetryAfter = nil
 		if !o.err.RetryAt.IsZero() {
 			st.RetryAfter = timePtr(o.err.RetryAt)
 		}
-		st.NextSyncTime = timePtr(o.nextSync)
 	}
-	setCondition(&st.Conditions, cond, o.now)
+	setCondition(&st.Conditions, cond, now)
 	return st
 }

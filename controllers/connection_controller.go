@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -21,48 +22,16 @@ import (
 	"github.com/keyferry/keyferry/internal/vault"
 )
 
-// connection is what the reconciler needs of either connection kind.
-type connection interface {
-	client.Object
-	// object is the underlying API object, for the client.
-	object() client.Object
-	connSpec() *kf.VaultConnectionSpec
-	connStatus() *kf.VaultConnectionStatus
-	// secretNamespace is where a secretRef with the given namespace field points.
-	secretNamespace(refNamespace string) string
-}
-
-type namespacedConn struct{ *kf.VaultConnection }
-
-func (c namespacedConn) object() client.Object                 { return c.VaultConnection }
-func (c namespacedConn) connSpec() *kf.VaultConnectionSpec     { return &c.Spec }
-func (c namespacedConn) connStatus() *kf.VaultConnectionStatus { return &c.Status }
-func (c namespacedConn) secretNamespace(string) string         { return c.Namespace }
-
-type clusterConn struct{ *kf.ClusterVaultConnection }
-
-func (c clusterConn) object() client.Object                 { return c.ClusterVaultConnection }
-func (c clusterConn) connSpec() *kf.VaultConnectionSpec     { return &c.Spec.VaultConnectionSpec }
-func (c clusterConn) connStatus() *kf.VaultConnectionStatus { return &c.Status }
-func (c clusterConn) secretNamespace(ns string) string      { return ns }
-
-// connectionID keys a connection's client in the registry.
-func connectionID(kind kf.ConnectionKind, namespace, name string) string {
-	if kind == kf.ConnectionKindCluster {
-		return string(kind) + "/" + name
-	}
-	return string(kind) + "/" + namespace + "/" + name
-}
-
-// ConnectionReconciler reconciles VaultConnections or (Cluster true)
-// ClusterVaultConnections: it resolves credentials, keeps the connection's provider client
-// in the registry, logs in where needed and reports what it knows in status.
+// ConnectionReconciler reconciles the connections of one Kind (VaultConnection or
+// ClusterVaultConnection): it resolves credentials, keeps the connection's provider client
+// in the registry, keeps its session alive where it logs in, and reports what it knows in
+// status.
 type ConnectionReconciler struct {
 	Client   client.Client
 	Registry *vault.Registry
 	Clock    clock.PassiveClock
 	Recorder events.EventRecorder
-	Cluster  bool
+	Kind     kf.ConnectionKind
 	// PollInterval is how often credentials are read again, so a rotated Secret takes
 	// effect without watching every Secret of the cluster.
 	PollInterval time.Duration
@@ -72,25 +41,11 @@ type ConnectionReconciler struct {
 	Workers int
 }
 
-func (r *ConnectionReconciler) kind() kf.ConnectionKind {
-	if r.Cluster {
-		return kf.ConnectionKindCluster
-	}
-	return kf.ConnectionKindNamespaced
-}
-
-func (r *ConnectionReconciler) newObject() connection {
-	if r.Cluster {
-		return clusterConn{&kf.ClusterVaultConnection{}}
-	}
-	return namespacedConn{&kf.VaultConnection{}}
-}
-
 // Reconcile handles one connection.
 func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
-	id := connectionID(r.kind(), req.Namespace, req.Name)
-	conn := r.newObject()
-	if err := r.Client.Get(ctx, req.NamespacedName, conn.object()); err != nil {
+	id := connectionID(r.Kind, req.Namespace, req.Name)
+	conn := kf.NewConnection(r.Kind, req.Namespace, req.Name)
+	if err := r.Client.Get(ctx, req.NamespacedName, conn); err != nil {
 		if client.IgnoreNotFound(err) == nil {
 			r.Registry.Remove(ctx, id)
 		}
@@ -102,12 +57,12 @@ func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if !controllerutil.ContainsFinalizer(conn, kf.FinalizerSignout) {
 		base := conn.DeepCopyObject().(client.Object)
 		controllerutil.AddFinalizer(conn, kf.FinalizerSignout)
-		if err := r.Client.Patch(ctx, conn.object(), client.MergeFrom(base)); err != nil {
+		if err := r.Client.Patch(ctx, conn, client.MergeFrom(base)); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
 
-	prev := conn.connStatus().DeepCopy()
+	prev := conn.ConnectionStatus().DeepCopy()
 	obs, err := r.observe(ctx, conn, id)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -122,9 +77,9 @@ func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 // observe resolves credentials, gets the client and logs in where the auth needs it.
 // Errors about the connection come back inside the observation; only API server failures
 // are returned.
-func (r *ConnectionReconciler) observe(ctx context.Context, conn connection, id string) (connectionObservation, error) {
-	obs := connectionObservation{generation: conn.GetGeneration(), now: r.Clock.Now(), login: conn.connSpec().Auth.Login != nil}
-	cfg, err := vaultConfig(ctx, r.Client, conn.connSpec(), conn.secretNamespace)
+func (r *ConnectionReconciler) observe(ctx context.Context, conn kf.Connection, id string) (connectionObservation, error) {
+	obs := connectionObservation{generation: conn.GetGeneration(), now: r.Clock.Now(), login: conn.ConnectionSpec().Auth.Login != nil}
+	cfg, err := vaultConfig(ctx, r.Client, conn.ConnectionSpec(), conn.SecretNamespace)
 	var c *vault.Client
 	if err == nil {
 		c, err = r.Registry.Client(id, cfg)
@@ -140,65 +95,60 @@ func (r *ConnectionReconciler) observe(ctx context.Context, conn connection, id 
 		obs.err = ce
 	}
 	if c != nil {
-		obs.outcome, obs.pausedUntil = c.LastOutcome(), c.PausedUntil()
+		obs.outcome, obs.pause = c.LastOutcome(), c.Pause()
 	}
 	return obs, nil
 }
 
-// requeueAfter is the credentials poll interval, or the end of a provider pause if sooner.
+// requeueAfter is the credentials poll interval, or sooner the end of a provider pause
+// or the moment a refreshable session is due for renewal (so it never lapses).
 func (r *ConnectionReconciler) requeueAfter(obs connectionObservation) time.Duration {
 	d := r.PollInterval
-	if until := obs.pausedUntil.Sub(obs.now); until > 0 && until < d {
-		d = until + time.Second
+	if obs.pause != nil {
+		if until := obs.pause.RetryAt.Sub(obs.now); until > 0 && until < d {
+			d = until + time.Second
+		}
+	}
+	if renew := obs.token.RenewAt.Sub(obs.now); !obs.token.RenewAt.IsZero() && renew < d {
+		d = max(renew, time.Second)
 	}
 	return d
 }
 
-func (r *ConnectionReconciler) patchStatus(ctx context.Context, conn connection, prev, next kf.VaultConnectionStatus) error {
+func (r *ConnectionReconciler) patchStatus(ctx context.Context, conn kf.Connection, prev, next kf.VaultConnectionStatus) error {
 	if equality.Semantic.DeepEqual(prev, next) {
 		return nil
 	}
 	base := conn.DeepCopyObject().(client.Object)
-	*conn.connStatus() = next
-	if err := r.Client.Status().Patch(ctx, conn.object(), client.MergeFrom(base)); err != nil {
+	*conn.ConnectionStatus() = next
+	if err := r.Client.Status().Patch(ctx, conn, client.MergeFrom(base)); err != nil {
 		return err
 	}
-	recordTransition(r.Recorder, conn.object(), readyOf(prev.Conditions), readyOf(next.Conditions))
+	recordTransition(r.Recorder, conn, readyOf(prev.Conditions), readyOf(next.Conditions))
 	return nil
 }
 
 // finalize signs the session out and lets the connection go. Bindings using it become
 // ConnectionNotReady; their Secrets stay.
-func (r *ConnectionReconciler) finalize(ctx context.Context, conn connection, id string) error {
+func (r *ConnectionReconciler) finalize(ctx context.Context, conn kf.Connection, id string) error {
 	r.Registry.Remove(ctx, id)
 	if !controllerutil.ContainsFinalizer(conn, kf.FinalizerSignout) {
 		return nil
 	}
 	base := conn.DeepCopyObject().(client.Object)
 	controllerutil.RemoveFinalizer(conn, kf.FinalizerSignout)
-	return client.IgnoreNotFound(r.Client.Patch(ctx, conn.object(), client.MergeFrom(base)))
+	return client.IgnoreNotFound(r.Client.Patch(ctx, conn, client.MergeFrom(base)))
 }
 
 // SetupWithManager registers the reconciler.
 func (r *ConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	var obj client.Object = &kf.VaultConnection{}
-	name := "vaultconnection"
-	if r.Cluster {
-		obj, name = &kf.ClusterVaultConnection{}, "clustervaultconnection"
-	}
+	obj := kf.NewConnection(r.Kind, "", "")
 	b := ctrl.NewControllerManagedBy(mgr).
-		Named(name).
+		Named(strings.ToLower(string(r.Kind))).
 		For(obj, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate()))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)})
 	if r.Wake != nil {
 		b = b.WatchesRawSource(source.Channel(r.Wake, &handler.EnqueueRequestForObject{}))
 	}
 	return b.Complete(r)
-}
-
-// deletionPredicate passes updates that mark an object for deletion.
-func deletionPredicate() predicate.Predicate {
-	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		return !e.ObjectNew.GetDeletionTimestamp().IsZero()
-	}}
 }

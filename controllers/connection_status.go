@@ -3,7 +3,6 @@ package controllers
 import (
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
@@ -19,9 +18,10 @@ type connectionObservation struct {
 	login bool
 	token vault.TokenInfo
 	// outcome is the connection-level result of its latest request.
-	outcome     vault.Outcome
-	pausedUntil time.Time
-	now         time.Time
+	outcome vault.Outcome
+	// pause is the provider's pause in force and the answer that set it; nil when none.
+	pause *vault.Error
+	now   time.Time
 }
 
 // computeConnectionStatus derives a connection's status from an observation, apart from
@@ -37,12 +37,12 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 		if !o.err.RetryAt.IsZero() {
 			st.RetryAfter = timePtr(o.err.RetryAt)
 		}
-	case o.pausedUntil.After(o.now):
-		cond.Status, cond.Reason = metav1.ConditionFalse, kf.ReasonRateLimited
-		cond.Message = "the provider asked to wait; no request leaves before retryAfter"
-		st.RetryAfter = timePtr(o.pausedUntil)
+	case o.pause != nil:
+		ce := fromVault(o.pause)
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ce.Reason, ce.Message
+		st.RetryAfter = timePtr(ce.RetryAt)
 	case o.outcome.Reason != "" && o.outcome.Reason != vault.ReasonRateLimited:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, vaultReasons[o.outcome.Reason], o.outcome.Message
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, conditionReasonOf(o.outcome.Reason).reason, o.outcome.Message
 	case o.login:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, kf.ReasonAuthenticated, "session token obtained"
 	case o.outcome.At.IsZero():
@@ -59,20 +59,4 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 	}
 	setCondition(&st.Conditions, cond, o.now)
 	return st
-}
-
-// setCondition sets c, keeping lastTransitionTime when the status did not change.
-func setCondition(conds *[]metav1.Condition, c metav1.Condition, now time.Time) {
-	c.LastTransitionTime = metav1.NewTime(now)
-	meta.SetStatusCondition(conds, c)
-}
-
-func timePtr(t time.Time) *metav1.Time {
-	mt := metav1.NewTime(t.Truncate(time.Second))
-	return &mt
-}
-
-// readyOf returns the Ready condition, or nil.
-func readyOf(conds []metav1.Condition) *metav1.Condition {
-	return meta.FindStatusCondition(conds, kf.ConditionReady)
 }

@@ -74,7 +74,7 @@ func vaultConfig(ctx context.Context, reader client.Reader, spec *kf.VaultConnec
 			cfg.Login.TTL = l.TokenTTL.Duration
 		}
 	default:
-		return cfg, condErr(kf.ReasonInvalidSpec, "auth sets none of bearer, apiKey or login")
+		return cfg, stalledErr(kf.ReasonInvalidSpec, "auth sets none of bearer, apiKey or login")
 	}
 	// The URL itself is checked by vault.New (an InvalidSpec error there).
 	return cfg, nil
@@ -83,21 +83,21 @@ func vaultConfig(ctx context.Context, reader client.Reader, spec *kf.VaultConnec
 // secretKey reads one key of a Secret; a missing Secret or key is CredentialsNotFound.
 func secretKey(ctx context.Context, reader client.Reader, namespace, name, key string) ([]byte, error) {
 	if namespace == "" {
-		return nil, condErr(kf.ReasonInvalidSpec, "secretRef %s names no namespace", name)
+		return nil, stalledErr(kf.ReasonInvalidSpec, "secretRef %s names no namespace", name)
 	}
 	s := &corev1.Secret{}
 	if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, condErr(kf.ReasonCredentialsNotFound, "Secret %s/%s not found", namespace, name)
+			return nil, stalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s not found", namespace, name)
 		}
 		if apierrors.IsForbidden(err) {
-			return nil, condErr(kf.ReasonCredentialsNotFound, "Secret %s/%s cannot be read: %s", namespace, name, apierrors.ReasonForError(err))
+			return nil, stalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s cannot be read: %s", namespace, name, apierrors.ReasonForError(err))
 		}
 		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
 	}
 	v, ok := s.Data[key]
 	if !ok || len(v) == 0 {
-		return nil, condErr(kf.ReasonCredentialsNotFound, "Secret %s/%s has no key %q", namespace, name, key)
+		return nil, stalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s has no key %q", namespace, name, key)
 	}
 	return v, nil
 }

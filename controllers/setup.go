@@ -40,8 +40,8 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	wakeVC := make(chan event.GenericEvent, 64)
 	wakeCVC := make(chan event.GenericEvent, 64)
 	for _, r := range []*ConnectionReconciler{
-		{Cluster: false, Wake: wakeVC},
-		{Cluster: true, Wake: wakeCVC},
+		{Kind: kf.ConnectionKindNamespaced, Wake: wakeVC},
+		{Kind: kf.ConnectionKindCluster, Wake: wakeCVC},
 	} {
 		r.Client, r.Registry, r.Clock = mgr.GetClient(), opts.Registry, opts.Clock
 		r.Recorder = mgr.GetEventRecorder("keyferry")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -66,16 +67,27 @@ func New(cfg Config, hooks Hooks) (*Client, error) {
 	return c, nil
 }
 
-// PausedUntil returns when the provider's pause ends; zero when none is in force.
-func (c *Client) PausedUntil() time.Time { return c.gate.pausedUntil() }
+// Pause returns the provider's pause in force, with the answer that set it (RetryAt is
+// its end); nil when requests may leave.
+func (c *Client) Pause() *Error {
+	until, cause := c.gate.pause()
+	if cause == nil {
+		return nil
+	}
+	e := *cause
+	e.RetryAt = until
+	return &e
+}
 
-// Authenticate obtains a session token when the client logs in (a no-op for static
-// credentials, which are checked by the first real request) and reports the token's life.
+// Authenticate keeps the session of a client that logs in (a no-op for static
+// credentials, which are checked by the first real request) and reports the token's life:
+// it logs in when no token is held, and refreshes a token that is due where the provider
+// has a refresh endpoint. Call it again at TokenInfo.RenewAt.
 func (c *Client) Authenticate(ctx context.Context) (TokenInfo, error) {
 	if c.session == nil {
 		return TokenInfo{}, nil
 	}
-	if _, err := c.session.token(ctx); err != nil {
+	if err := c.session.keepAlive(ctx); err != nil {
 		return TokenInfo{}, err
 	}
 	return c.session.info(), nil
@@ -85,6 +97,9 @@ func (c *Client) Authenticate(ctx context.Context) (TokenInfo, error) {
 type TokenInfo struct {
 	ObtainedAt time.Time
 	ExpiresAt  time.Time
+	// RenewAt is when Authenticate should be called to refresh the token before it
+	// lapses; zero when the provider has no refresh endpoint.
+	RenewAt time.Time
 }
 
 // Close signs the session out (when the provider has a sign-out endpoint) and drops it.
@@ -135,9 +150,23 @@ func (c *Client) sendOnce(ctx context.Context, op string, req *http.Request) (*r
 	c.observe(op, resp.StatusCode)
 	body, readErr := readCapped(resp.Body, DefaultMaxBodyBytes)
 	now := c.cfg.Clock.Now()
-	pause := retryAt(resp.Header, now)
+	pause, asked := retryAt(resp.Header, now)
+	exhausted := rateLimitExhausted(resp.Header)
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	var e *Error
+	if !ok {
+		reason := reasonForAnswer(resp.StatusCode, exhausted)
+		if c.preset.Classify != nil {
+			reason = c.preset.Classify(op, resp, body, reason)
+		}
+		e = c.redact(&Error{Reason: reason, Op: op, StatusCode: resp.StatusCode, RetryAfter: asked,
+			Message: errorMessage(c.preset.Dialect, body)})
+	}
 	if !pause.IsZero() {
-		c.gate.pauseUntil(pause)
+		c.gate.pauseUntil(pause, pauseCause(op, resp.StatusCode, asked, exhausted, e))
+		if e != nil {
+			e.RetryAt = c.gate.pausedUntil()
+		}
 	}
 	if readErr != nil {
 		if ctx.Err() != nil {
@@ -145,41 +174,51 @@ func (c *Client) sendOnce(ctx context.Context, op string, req *http.Request) (*r
 		}
 		return nil, &Error{Reason: ReasonInvalidResponse, Op: op, StatusCode: resp.StatusCode, Message: readErr.Error()}
 	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return &response{status: resp.StatusCode, header: resp.Header, body: body}, nil
+	if e != nil {
+		return nil, e
 	}
-	reason := reasonForStatus(resp.StatusCode)
-	if resp.Header.Get("Retry-After") != "" && !pause.IsZero() {
-		// Any status with Retry-After means "wait" (Keyway answers 500 over its limit).
-		reason = ReasonRateLimited
-	}
-	if c.preset.Classify != nil {
-		reason = c.preset.Classify(op, resp, body, reason)
-	}
-	e := &Error{Reason: reason, Op: op, StatusCode: resp.StatusCode, Message: errorMessage(c.preset.Dialect, body)}
-	if reason == ReasonRateLimited || !pause.IsZero() {
-		e.RetryAt = c.gate.pausedUntil()
-	}
-	return nil, c.redact(e)
+	return &response{status: resp.StatusCode, header: resp.Header, body: body}, nil
 }
 
-// wait takes a slot from the gate, holding the caller for short budget waits only.
+// pauseCause is what requests held by a pause report: the answer that set it. A 5xx not
+// marked as over the limit keeps its ProviderUnavailable; anything else that asks to wait
+// is a rate limit (a 401 that spent the last request of a window is held as RateLimited,
+// not as Unauthorized).
+func pauseCause(op string, status int, asked time.Duration, exhausted bool, answer *Error) Error {
+	cause := Error{Reason: ReasonRateLimited, Op: op, StatusCode: status, RetryAfter: asked, Held: true}
+	if answer != nil {
+		cause.Message = answer.Message
+		if answer.Reason == ReasonProviderUnavailable {
+			cause.Reason = ReasonProviderUnavailable
+		}
+	}
+	if exhausted && answer == nil {
+		cause.Message = "rate limit exhausted (x-ratelimit-remaining: 0)"
+	}
+	return cause
+}
+
+// wait takes a slot from the gate, holding the caller for short budget waits only. A
+// request held by a provider's pause fails with the answer that set the pause.
 func (c *Client) wait(ctx context.Context, op string) error {
 	for {
-		retry, byProvider, ok := c.gate.take()
+		retry, cause, ok := c.gate.take()
 		if ok {
 			return nil
 		}
 		d := retry.Sub(c.cfg.Clock.Now())
 		if c.hooks.Paused != nil {
-			c.hooks.Paused(op, byProvider, d)
+			c.hooks.Paused(op, cause != nil, d)
 		}
-		if byProvider || d > maxInlineWait {
-			msg := "client-side rate budget spent"
-			if byProvider {
-				msg = "provider asked to wait (Retry-After or rate limit exhausted)"
-			}
-			return &Error{Reason: ReasonRateLimited, Op: op, Message: msg, RetryAt: retry}
+		if cause != nil {
+			held := *cause
+			held.RetryAt = retry
+			return &held
+		}
+		if d > maxInlineWait {
+			b := c.cfg.Budget
+			return &Error{Reason: ReasonRateLimited, Op: op, RetryAt: retry, Held: true,
+				Message: fmt.Sprintf("client-side rate budget spent (%d requests per %s)", b.Requests, b.Period)}
 		}
 		t := time.NewTimer(d)
 		select {

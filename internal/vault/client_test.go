@@ -3,6 +3,7 @@ package vault_test
 import (
 	"context"
 	"encoding/pem"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -65,9 +66,14 @@ func TestErrorsCarryReasonStatusAndVendorText(t *testing.T) {
 			reason: vault.ReasonForbidden, status: 403, message: "You do not have access to this repository"},
 		{name: "keyway 404 empty environment", provider: "keyway", env: "nope",
 			reason: vault.ReasonNotFound, status: 404, message: "No secrets found for environment: nope"},
-		{name: "keyway 500 with retry-after is a rate limit", provider: "keyway", env: "production",
-			fault:  &devvault.Fault{Status: 500, Body: `{"title":"Internal Server Error","detail":"Rate limit exceeded, retry later"}`, Header: map[string]string{"Retry-After": "120"}},
+		{name: "keyway over-limit 500 is a rate limit", provider: "keyway", env: "production",
+			fault: &devvault.Fault{Status: 500, Body: `{"title":"Internal Server Error","detail":"Rate limit exceeded, retry later"}`,
+				Header: map[string]string{"Retry-After": "120", "X-RateLimit-Remaining": "0"}},
 			reason: vault.ReasonRateLimited, status: 500, message: "Rate limit exceeded", retryIn: 120 * time.Second},
+		{name: "503 with retry-after is the provider being down", provider: "keyway", env: "production",
+			fault: &devvault.Fault{Status: 503, Body: `{"title":"Service Unavailable","detail":"Down for maintenance"}`,
+				Header: map[string]string{"Retry-After": "30"}},
+			reason: vault.ReasonProviderUnavailable, status: 503, message: "Down for maintenance", retryIn: 30 * time.Second},
 		{name: "keystash 429 retry-after 10", provider: "keystash", env: "production",
 			fault:  &devvault.Fault{Status: 429, Header: map[string]string{"Retry-After": "10"}},
 			reason: vault.ReasonRateLimited, status: 429, retryIn: 10 * time.Second},
@@ -142,8 +148,23 @@ func TestErrorsCarryReasonStatusAndVendorText(t *testing.T) {
 			if tc.status != 0 && !strings.Contains(err.Error(), "HTTP "+strconv.Itoa(tc.status)) {
 				t.Errorf("message %q does not name HTTP %d", err, tc.status)
 			}
-			if tc.retryIn != 0 && !ve.RetryAt.Equal(f.clock.Now().Add(tc.retryIn)) {
-				t.Errorf("retryAt %v, want now+%v", ve.RetryAt, tc.retryIn)
+			if tc.retryIn != 0 {
+				if !ve.RetryAt.Equal(f.clock.Now().Add(tc.retryIn)) {
+					t.Errorf("retryAt %v, want now+%v", ve.RetryAt, tc.retryIn)
+				}
+				if want := fmt.Sprintf("HTTP %d with retry-after %ds", tc.status, int(tc.retryIn.Seconds())); !strings.Contains(err.Error(), want) {
+					t.Errorf("message %q does not contain %q", err, want)
+				}
+				// A request held by the pause tells the same story, without being sent.
+				before := f.dev.Counts()
+				_, err := c.Fetch(context.Background(), target(tc.provider, "staging"), 0)
+				held := wantReason(t, err, tc.reason)
+				if !held.Held || held.StatusCode != tc.status || !strings.Contains(err.Error(), tc.message) || !held.RetryAt.Equal(ve.RetryAt) {
+					t.Errorf("held request says %q (held %v, status %d, retryAt %v)", err, held.Held, held.StatusCode, held.RetryAt)
+				}
+				if after := f.dev.Counts(); !maps.Equal(before, after) {
+					t.Errorf("a request left during the pause: %v -> %v", before, after)
+				}
 			}
 			assertNoCanary(t, err.Error())
 			if strings.Contains(err.Error(), "<") {
@@ -197,7 +218,7 @@ func TestRetryAfterPausesTheWholeConnection(t *testing.T) {
 	if got := f.dev.Count("keyway.pull"); got != before {
 		t.Fatalf("a request left during the pause (%d -> %d)", before, got)
 	}
-	if !ve.RetryAt.Equal(c.PausedUntil()) || c.PausedUntil().IsZero() {
+	if p := c.Pause(); p == nil || !ve.RetryAt.Equal(p.RetryAt) {
 		t.Fatalf("callers are not told when to come back: %v", ve.RetryAt)
 	}
 	f.clock.Step(81 * time.Second)
@@ -322,6 +343,53 @@ func TestKnowledgeStackRefreshesAndSignsOut(t *testing.T) {
 	c.Close(ctx)
 	if n := f.dev.ActiveSessions(); n != 0 || f.dev.Count("knowledgestack.signout") != 1 {
 		t.Fatalf("after Close: active sessions = %d, signouts = %d", n, f.dev.Count("knowledgestack.signout"))
+	}
+}
+
+func TestAuthenticateKeepsARefreshableSessionAlive(t *testing.T) {
+	f := newFixture(t, devvault.Options{TokenTTL: 10 * time.Minute})
+	ctx := context.Background()
+	ks := newClient(t, f.config("knowledgestack"))
+	info, err := ks.Authenticate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A keeper calling at RenewAt, over five token lifetimes and no fetch at all, signs
+	// in once and refreshes every lifetime.
+	for i := 0; i < 5; i++ {
+		if info.RenewAt.IsZero() || !info.RenewAt.Before(info.ExpiresAt) {
+			t.Fatalf("renewAt %v, expiresAt %v", info.RenewAt, info.ExpiresAt)
+		}
+		f.clock.SetTime(info.RenewAt)
+		if info, err = ks.Authenticate(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, r := f.dev.Count("knowledgestack.signin"), f.dev.Count("knowledgestack.refresh"); s != 1 || r != 5 {
+		t.Fatalf("sign-ins=%d refreshes=%d, want 1 and 5", s, r)
+	}
+	if _, err := ks.Fetch(ctx, target("knowledgestack", "production"), 0); err != nil {
+		t.Fatalf("the refreshed token does not work: %v", err)
+	}
+
+	// Keystash has no refresh endpoint: its session is renewed only when a request needs it.
+	kst := newClient(t, f.config("keystash"))
+	info, err = kst.Authenticate(ctx)
+	if err != nil || !info.RenewAt.IsZero() {
+		t.Fatalf("keystash: %v, renewAt %v (want none)", err, info.RenewAt)
+	}
+	f.clock.Step(2 * time.Hour)
+	if _, err := kst.Authenticate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.dev.Count("keystash.login"); n != 1 {
+		t.Fatalf("keystash logins = %d with no request needing a token, want 1", n)
+	}
+	if _, err := kst.Fetch(ctx, target("keystash", "production"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.dev.Count("keystash.login"); n != 2 {
+		t.Fatalf("keystash logins = %d after a fetch with a lapsed token, want 2", n)
 	}
 }
 

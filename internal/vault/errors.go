@@ -38,6 +38,11 @@ type Error struct {
 	Message string
 	// RetryAt, when set, is the earliest time another request may leave for this vault.
 	RetryAt time.Time
+	// RetryAfter is the wait the provider's Retry-After header asked for, as received.
+	RetryAfter time.Duration
+	// Held says no request was sent: an earlier answer (this Error's status and text)
+	// paused the connection until RetryAt.
+	Held bool
 	// Err is the underlying transport error, if any (already free of credentials).
 	Err error
 }
@@ -47,11 +52,18 @@ func (e *Error) Error() string {
 	if msg == "" && e.Err != nil {
 		msg = e.Err.Error()
 	}
+	status := ""
+	if e.StatusCode != 0 {
+		status = fmt.Sprintf("HTTP %d", e.StatusCode)
+		if e.RetryAfter > 0 {
+			status += fmt.Sprintf(" with retry-after %ds", int64((e.RetryAfter+time.Second-1)/time.Second))
+		}
+	}
 	switch {
-	case e.StatusCode != 0 && msg != "":
-		return fmt.Sprintf("%s: HTTP %d: %s", e.Op, e.StatusCode, msg)
-	case e.StatusCode != 0:
-		return fmt.Sprintf("%s: HTTP %d", e.Op, e.StatusCode)
+	case status != "" && msg != "":
+		return fmt.Sprintf("%s: %s: %s", e.Op, status, msg)
+	case status != "":
+		return fmt.Sprintf("%s: %s", e.Op, status)
 	default:
 		return fmt.Sprintf("%s: %s", e.Op, msg)
 	}
@@ -74,9 +86,20 @@ func ReasonOf(err error) Reason {
 	return ReasonProviderUnavailable
 }
 
-// reasonForStatus maps an HTTP status to a Reason.
-func reasonForStatus(code int) Reason {
+// Reasons lists every Reason, for tests that check each is mapped where it must be.
+func Reasons() []Reason {
+	return []Reason{ReasonUnauthorized, ReasonForbidden, ReasonRateLimited, ReasonNotFound,
+		ReasonProviderUnavailable, ReasonInvalidResponse, ReasonInvalidConfig}
+}
+
+// reasonForAnswer maps an HTTP status to a Reason. exhausted says the answer carried
+// x-ratelimit-remaining: 0: a 5xx with it is the vendor's way of saying "over the limit"
+// (Keyway answers so), while a 5xx without it is the provider being down, Retry-After or
+// not.
+func reasonForAnswer(code int, exhausted bool) Reason {
 	switch {
+	case code == 429 || (code >= 500 && exhausted):
+		return ReasonRateLimited
 	case code == 401:
 		return ReasonUnauthorized
 	case code == 403:

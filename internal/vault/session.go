@@ -12,15 +12,13 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/keyferry/keyferry/internal/backoff"
 )
 
-// Failed logins back off from loginBackoffBase up to loginBackoffMax, so bad credentials
-// never turn into a tight login loop against the provider.
-const (
-	loginBackoffBase = 5 * time.Second
-	loginBackoffMax  = 5 * time.Minute
-	loginTimeout     = 30 * time.Second
-)
+// loginTimeout bounds a shared login, whatever the callers' contexts. Failed logins back
+// off (backoff.Default), so bad credentials never become a tight login loop.
+const loginTimeout = 30 * time.Second
 
 // session is a connection's one session token, shared by all callers.
 type session struct {
@@ -53,7 +51,28 @@ func (s *session) fromCookie() bool {
 func (s *session) info() TokenInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return TokenInfo{ObtainedAt: s.obtained, ExpiresAt: s.expires}
+	ti := TokenInfo{ObtainedAt: s.obtained, ExpiresAt: s.expires}
+	if s.refreshable() && s.tok != "" {
+		ti.RenewAt = renewAt(s.obtained, s.expires)
+	}
+	return ti
+}
+
+func (s *session) refreshable() bool { return s.c.cfg.Login.RefreshPath != "" }
+
+// keepAlive renews a refreshable session when it is due, so that the password sign-in
+// happens once and not once per lapse; it logs in when no token is held (the first time,
+// or after a 401). A session that cannot be refreshed is otherwise left alone: it logs
+// in again only when a request needs a token.
+func (s *session) keepAlive(ctx context.Context) error {
+	s.mu.Lock()
+	held := s.tok != ""
+	s.mu.Unlock()
+	if held && !s.refreshable() {
+		return nil
+	}
+	_, err := s.token(ctx)
+	return err
 }
 
 // renewAt is when a token should be replaced: a tenth of its life before expiry, at most a
@@ -72,7 +91,7 @@ func (s *session) token(ctx context.Context) (string, error) {
 		s.mu.Unlock()
 		return tok, nil
 	}
-	if s.lastErr != nil && now.Before(s.failedAt.Add(backoff(s.failures))) {
+	if s.lastErr != nil && now.Before(s.failedAt.Add(backoff.Default.After(s.failures))) {
 		err := s.lastErr
 		s.mu.Unlock()
 		return "", err
@@ -89,14 +108,6 @@ func (s *session) token(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return v.(string), nil
-}
-
-func backoff(failures int) time.Duration {
-	d := loginBackoffBase
-	for i := 1; i < failures && d < loginBackoffMax; i++ {
-		d *= 2
-	}
-	return min(d, loginBackoffMax)
 }
 
 // renew refreshes a still-valid token where the provider allows it, else logs in.
@@ -191,7 +202,7 @@ func (s *session) fail(err error) error {
 	s.failures++
 	if ve, ok := AsError(err); ok && !ve.RetryAt.IsZero() {
 		// A pause already holds every request; the backoff must not outlast it needlessly.
-		s.failedAt = ve.RetryAt.Add(-backoff(s.failures))
+		s.failedAt = ve.RetryAt.Add(-backoff.Default.After(s.failures))
 	}
 	return err
 }

@@ -1,0 +1,105 @@
+package v1alpha1
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// DefaultRefreshInterval applies when a binding sets none (the schema defaults it too).
+const DefaultRefreshInterval = time.Hour
+
+// GetKind returns the referenced connection's kind, VaultConnection when unset.
+func (r ConnectionReference) GetKind() ConnectionKind {
+	if r.Kind == "" {
+		return ConnectionKindNamespaced
+	}
+	return r.Kind
+}
+
+// GetTargetName returns the name of the Secret the binding writes: target.name, else the
+// binding's own name.
+func (b *SecretBinding) GetTargetName() string {
+	if b.Spec.Target.Name != "" {
+		return b.Spec.Target.Name
+	}
+	return b.Name
+}
+
+// GetCreationPolicy returns target.creationPolicy, Owner when unset.
+func (b *SecretBinding) GetCreationPolicy() CreationPolicy {
+	if b.Spec.Target.CreationPolicy == "" {
+		return CreationPolicyOwner
+	}
+	return b.Spec.Target.CreationPolicy
+}
+
+// GetSecretType returns target.type, Opaque when unset.
+func (b *SecretBinding) GetSecretType() corev1.SecretType {
+	if b.Spec.Target.Type == "" {
+		return corev1.SecretTypeOpaque
+	}
+	return b.Spec.Target.Type
+}
+
+// GetRefreshInterval returns refreshInterval, DefaultRefreshInterval when unset or below
+// the schema's 10s minimum (an object stored before the rule).
+func (b *SecretBinding) GetRefreshInterval() time.Duration {
+	if b.Spec.RefreshInterval == nil || b.Spec.RefreshInterval.Duration < 10*time.Second {
+		return DefaultRefreshInterval
+	}
+	return b.Spec.RefreshInterval.Duration
+}
+
+// Connection is what both connection kinds share, so that controllers handle them alike.
+// +kubebuilder:object:generate=false
+type Connection interface {
+	metav1.Object
+	runtime.Object
+	// ConnectionKind is the object's kind, as a SecretBinding's connectionRef names it.
+	ConnectionKind() ConnectionKind
+	ConnectionSpec() *VaultConnectionSpec
+	ConnectionStatus() *VaultConnectionStatus
+	// SecretNamespace is the namespace a secretRef with the given namespace field points
+	// to: always the connection's own for a VaultConnection.
+	SecretNamespace(refNamespace string) string
+}
+
+// NewConnection returns an empty connection of the given kind, named namespace/name (a
+// ClusterVaultConnection ignores namespace).
+func NewConnection(kind ConnectionKind, namespace, name string) Connection {
+	if kind == ConnectionKindCluster {
+		return &ClusterVaultConnection{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	}
+	return &VaultConnection{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+}
+
+// ConnectionKind implements Connection.
+func (c *VaultConnection) ConnectionKind() ConnectionKind { return ConnectionKindNamespaced }
+
+// ConnectionSpec implements Connection.
+func (c *VaultConnection) ConnectionSpec() *VaultConnectionSpec { return &c.Spec }
+
+// ConnectionStatus implements Connection.
+func (c *VaultConnection) ConnectionStatus() *VaultConnectionStatus { return &c.Status }
+
+// SecretNamespace implements Connection: a VaultConnection reads its own namespace only.
+func (c *VaultConnection) SecretNamespace(string) string { return c.Namespace }
+
+// ConnectionKind implements Connection.
+func (c *ClusterVaultConnection) ConnectionKind() ConnectionKind { return ConnectionKindCluster }
+
+// ConnectionSpec implements Connection.
+func (c *ClusterVaultConnection) ConnectionSpec() *VaultConnectionSpec {
+	return &c.Spec.VaultConnectionSpec
+}
+
+// ConnectionStatus implements Connection.
+func (c *ClusterVaultConnection) ConnectionStatus() *VaultConnectionStatus { return &c.Status }
+
+// SecretNamespace implements Connection: a ClusterVaultConnection names the namespace.
+func (c *ClusterVaultConnection) SecretNamespace(refNamespace string) string {
+	return refNamespace
+}

@@ -1,0 +1,106 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/vault"
+)
+
+// errClientPending marks a connection whose provider client is not built yet: right
+// after a start (or a new connection) its reconciler may not have run. That takes a
+// moment, so the binding looks again shortly without writing a transient status; the
+// connection's first status change wakes it too.
+var errClientPending = errors.New("connection client pending")
+
+// resolvedConnection is the connection a binding uses.
+type resolvedConnection struct {
+	conn  kf.Connection
+	ready bool
+}
+
+// connectionClient resolves the binding's connection and returns its provider client.
+func (r *SecretBindingReconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) (*vault.Client, resolvedConnection, error) {
+	ref := b.Spec.ConnectionRef
+	kind := ref.GetKind()
+	conn := kf.NewConnection(kind, b.Namespace, ref.Name)
+	rc := resolvedConnection{conn: conn}
+	notReady := func(format string, args ...any) (*vault.Client, resolvedConnection, error) {
+		return nil, rc, transientErr(kf.ReasonConnectionNotReady, format, args...)
+	}
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(conn), conn); err != nil {
+		switch {
+		case !apierrors.IsNotFound(err):
+			return nil, rc, err
+		case kind == kf.ConnectionKindCluster:
+			return notReady("%s %s not found", kind, ref.Name)
+		default:
+			return notReady("%s %s not found in namespace %s", kind, ref.Name, b.Namespace)
+		}
+	}
+	if cvc, ok := conn.(*kf.ClusterVaultConnection); ok {
+		allowed, err := r.namespaceAllowed(ctx, cvc, b.Namespace)
+		if err != nil {
+			return nil, rc, err
+		}
+		if !allowed {
+			return notReady("%s %s does not allow namespace %s (namespaceSelector)", kind, ref.Name, b.Namespace)
+		}
+	}
+	if !conn.GetDeletionTimestamp().IsZero() {
+		return notReady("%s %s is being deleted", kind, ref.Name)
+	}
+	conds := conn.ConnectionStatus().Conditions
+	rc.ready = isReady(conds)
+	if ready := readyOf(conds); ready != nil {
+		switch ready.Reason {
+		case kf.ReasonCredentialsNotFound, kf.ReasonInvalidSpec:
+			return notReady("%s %s: %s: %s", kind, ref.Name, ready.Reason, ready.Message)
+		}
+	}
+	c, ok := r.Registry.Get(connectionIDOf(conn))
+	if !ok {
+		return nil, rc, errClientPending
+	}
+	return c, rc, nil
+}
+
+// namespaceAllowed says whether a ClusterVaultConnection lends itself to namespace. No
+// selector, or one that does not parse, allows none.
+func (r *SecretBindingReconciler) namespaceAllowed(ctx context.Context, cvc *kf.ClusterVaultConnection, namespace string) (bool, error) {
+	if cvc.Spec.NamespaceSelector == nil {
+		return false, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(cvc.Spec.NamespaceSelector)
+	if err != nil {
+		return false, nil
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		return false, err
+	}
+	return sel.Matches(labels.Set(ns.Labels)), nil
+}
+
+// wakeConnection asks the connection's reconciler to look again now (a 401 or 403 was
+// seen, or it does not know yet that its credentials work).
+func (r *SecretBindingReconciler) wakeConnection(rc resolvedConnection) {
+	ch := r.Wake[rc.conn.ConnectionKind()]
+	if ch == nil {
+		return
+	}
+	obj := kf.NewConnection(rc.conn.ConnectionKind(), rc.conn.GetNamespace(), rc.conn.GetName())
+	select {
+	case ch <- event.GenericEvent{Object: obj}:
+	default: // a wake-up is already queued
+	}
+}

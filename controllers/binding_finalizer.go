@@ -1,0 +1,53 @@
+package controllers
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+)
+
+// ensureFinalizer keeps a finalizer exactly on Merge bindings, which must remove their
+// keys from a Secret they do not own when deleted.
+func (r *SecretBindingReconciler) ensureFinalizer(ctx context.Context, b *kf.SecretBinding) error {
+	want := b.GetCreationPolicy() == kf.CreationPolicyMerge
+	if want == controllerutil.ContainsFinalizer(b, kf.FinalizerMergeCleanup) {
+		return nil
+	}
+	base := b.DeepCopy()
+	if want {
+		controllerutil.AddFinalizer(b, kf.FinalizerMergeCleanup)
+	} else {
+		controllerutil.RemoveFinalizer(b, kf.FinalizerMergeCleanup)
+	}
+	return r.Client.Patch(ctx, b, client.MergeFrom(base))
+}
+
+// finalize removes a Merge binding's keys (its field manager applies nothing, so the
+// fields it alone owned go) and then the finalizer. Owner Secrets go with the binding
+// through garbage collection; Orphan Secrets stay.
+func (r *SecretBindingReconciler) finalize(ctx context.Context, b *kf.SecretBinding) error {
+	if !controllerutil.ContainsFinalizer(b, kf.FinalizerMergeCleanup) {
+		return nil
+	}
+	s := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.GetTargetName()}, s)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return err
+	case s.Labels[kf.LabelBinding] == bindingLabel(b.Name):
+		if err := r.Client.Apply(ctx, corev1ac.Secret(s.Name, s.Namespace), client.FieldOwner(kf.FieldManager), client.ForceOwnership); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	base := b.DeepCopy()
+	controllerutil.RemoveFinalizer(b, kf.FinalizerMergeCleanup)
+	return client.IgnoreNotFound(r.Client.Patch(ctx, b, client.MergeFrom(base)))
+}

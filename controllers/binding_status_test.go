@@ -1,0 +1,119 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+)
+
+var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+
+func TestNextSync(t *testing.T) {
+	const interval = time.Hour
+	unavailable := transientErr(kf.ReasonProviderUnavailable, "pull: HTTP 502")
+	limited := &conditionError{Reason: kf.ReasonRateLimited, Class: waiting, RetryAt: t0.Add(90 * time.Second)}
+	down := &conditionError{Reason: kf.ReasonProviderUnavailable, Class: waiting, RetryAt: t0.Add(30 * time.Second)}
+	unauthorizedSoon := &conditionError{Reason: kf.ReasonUnauthorized, Class: stalled, RetryAt: t0.Add(time.Second)}
+	unauthorizedLate := &conditionError{Reason: kf.ReasonUnauthorized, Class: stalled, RetryAt: t0.Add(time.Minute)}
+	for _, tc := range []struct {
+		name     string
+		outcome  syncOutcome
+		failures int
+		want     time.Time
+	}{
+		{"client pending: look again in a second", syncOutcome{pending: true}, 0, t0.Add(time.Second)},
+		{"not due: the planned time stands", syncOutcome{skipped: true, planned: t0.Add(17 * time.Minute)}, 0, t0.Add(17 * time.Minute)},
+		{"success: an interval after the fetch", syncOutcome{fetchedAt: t0.Add(-time.Minute), spread: 0.5}, 0, t0.Add(59 * time.Minute)},
+		{"success, lowest jitter: -10%", syncOutcome{fetchedAt: t0, spread: 0}, 0, t0.Add(54 * time.Minute)},
+		{"success, jitter three quarters up: +5%", syncOutcome{fetchedAt: t0, spread: 0.75}, 0, t0.Add(63 * time.Minute)},
+		{"success from an old snapshot: never in the past", syncOutcome{fetchedAt: t0.Add(-2 * time.Hour), spread: 0.5}, 0, t0.Add(interval)},
+		{"first failure backs off 5s", syncOutcome{err: unavailable}, 1, t0.Add(5 * time.Second)},
+		{"third failure backs off 20s", syncOutcome{err: unavailable}, 3, t0.Add(20 * time.Second)},
+		{"many failures: at most 5m", syncOutcome{err: unavailable}, 40, t0.Add(5 * time.Minute)},
+		{"rate limited: at retryAfter, spread", syncOutcome{err: limited, spread: 0.5}, 7, t0.Add(90*time.Second + 2500*time.Millisecond)},
+		{"5xx with Retry-After waits for it", syncOutcome{err: down}, 1, t0.Add(30 * time.Second)},
+		{"stalled with a near retryAfter: the backoff is longer", syncOutcome{err: unauthorizedSoon}, 2, t0.Add(10 * time.Second)},
+		{"stalled with a far retryAfter: not before it", syncOutcome{err: unauthorizedLate}, 1, t0.Add(time.Minute)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := nextSync(tc.outcome, tc.failures, interval, t0); !got.Equal(tc.want) {
+				t.Errorf("nextSync = %s, want %s", got.Format(time.RFC3339Nano), tc.want.Format(time.RFC3339Nano))
+			}
+		})
+	}
+	// Backoff never exceeds a short refresh interval.
+	if got := nextSync(syncOutcome{err: unavailable}, 10, 30*time.Second, t0); !got.Equal(t0.Add(30 * time.Second)) {
+		t.Errorf("backoff beyond the interval: %s", got)
+	}
+}
+
+func synced(gen int64, keys int32, since time.Time) kf.SecretBindingStatus {
+	return kf.SecretBindingStatus{
+		ObservedGeneration: gen, SyncedKeys: keys,
+		LastSyncTime: timePtr(since), NextSyncTime: timePtr(since.Add(time.Hour)),
+		Conditions: []metav1.Condition{{Type: kf.ConditionReady, Status: metav1.ConditionTrue, Reason: kf.ReasonSynced,
+			Message: "3 keys synced", ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(since)}},
+	}
+}
+
+func TestComputeBindingStatus(t *testing.T) {
+	earlier := t0.Add(-time.Hour)
+	next := t0.Add(time.Hour)
+	ready := func(status metav1.ConditionStatus, reason, msg string, gen int64, since time.Time) []metav1.Condition {
+		return []metav1.Condition{{Type: kf.ConditionReady, Status: status, Reason: reason, Message: msg,
+			ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(since)}}
+	}
+	failedFrom := func(prev kf.SecretBindingStatus, gen int64, reason, msg string, retry *metav1.Time) kf.SecretBindingStatus {
+		st := *prev.DeepCopy()
+		st.ObservedGeneration = gen
+		st.Conditions = ready(metav1.ConditionFalse, reason, msg, 2, t0)
+		st.NextSyncTime = timePtr(next)
+		st.RetryAfter = retry
+		return st
+	}
+	for _, tc := range []struct {
+		name    string
+		prev    kf.SecretBindingStatus
+		outcome syncOutcome
+		want    kf.SecretBindingStatus
+	}{
+		{"not due: unchanged", synced(1, 3, earlier), syncOutcome{skipped: true, generation: 1}, synced(1, 3, earlier)},
+		{"client pending: unchanged", kf.SecretBindingStatus{}, syncOutcome{pending: true, generation: 1}, kf.SecretBindingStatus{}},
+		{"steady refresh: unchanged (no write)", synced(1, 3, earlier), syncOutcome{generation: 1, keys: 3}, synced(1, 3, earlier)},
+		{"first sync", kf.SecretBindingStatus{}, syncOutcome{generation: 1, keys: 3, wrote: true}, kf.SecretBindingStatus{
+			ObservedGeneration: 1, SyncedKeys: 3, LastSyncTime: timePtr(t0), NextSyncTime: timePtr(next),
+			Conditions: ready(metav1.ConditionTrue, kf.ReasonSynced, "3 keys synced", 1, t0)}},
+		{"new data keeps the transition time", synced(1, 3, earlier), syncOutcome{generation: 1, keys: 4, wrote: true}, kf.SecretBindingStatus{
+			ObservedGeneration: 1, SyncedKeys: 4, LastSyncTime: timePtr(t0), NextSyncTime: timePtr(next),
+			Conditions: ready(metav1.ConditionTrue, kf.ReasonSynced, "4 keys synced", 1, earlier)}},
+		{"refresh annotation is echoed even when nothing changed", synced(1, 3, earlier), syncOutcome{generation: 1, keys: 3, refresh: "r1"}, kf.SecretBindingStatus{
+			ObservedGeneration: 1, SyncedKeys: 3, LastSyncTime: timePtr(t0), NextSyncTime: timePtr(next), LastHandledRefresh: "r1",
+			Conditions: ready(metav1.ConditionTrue, kf.ReasonSynced, "3 keys synced", 1, earlier)}},
+		{"stalled failure handles the generation, keeps the last sync", synced(1, 3, earlier),
+			syncOutcome{generation: 2, err: stalledErr(kf.ReasonForbidden, "pull: HTTP 403: no access")},
+			failedFrom(synced(1, 3, earlier), 2, kf.ReasonForbidden, "pull: HTTP 403: no access", nil)},
+		{"transient failure leaves the generation unhandled", synced(1, 3, earlier),
+			syncOutcome{generation: 2, err: transientErr(kf.ReasonProviderUnavailable, "pull: HTTP 502")},
+			failedFrom(synced(1, 3, earlier), 1, kf.ReasonProviderUnavailable, "pull: HTTP 502", nil)},
+		{"waiting failure shows retryAfter", synced(1, 3, earlier),
+			syncOutcome{generation: 2, err: &conditionError{Reason: kf.ReasonRateLimited, Class: waiting, Message: "pull: HTTP 429", RetryAt: t0.Add(time.Minute)}},
+			failedFrom(synced(1, 3, earlier), 1, kf.ReasonRateLimited, "pull: HTTP 429", timePtr(t0.Add(time.Minute)))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := computeBindingStatus(tc.prev, tc.outcome, next, t0)
+			if !equality.Semantic.DeepEqual(got, tc.want) {
+				t.Errorf("status\n got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+	// A success after a failure clears retryAfter and flips Ready with a new transition time.
+	prev := failedFrom(synced(1, 3, earlier), 1, kf.ReasonRateLimited, "pull: HTTP 429", timePtr(t0))
+	got := computeBindingStatus(prev, syncOutcome{generation: 1, keys: 3}, next, t0.Add(time.Minute))
+	if got.RetryAfter != nil || !isReady(got.Conditions) || !readyOf(got.Conditions).LastTransitionTime.Equal(timePtr(t0.Add(time.Minute))) {
+		t.Errorf("recovery: %+v", got)
+	}
+}

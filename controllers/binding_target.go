@@ -1,0 +1,246 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/render"
+)
+
+// secretWriter reads and writes bindings' target Secrets.
+type secretWriter struct {
+	// client writes.
+	client client.Client
+	// cache reads managed Secrets (the label-selected cache).
+	cache client.Reader
+	// live reads a Secret the cache does not know (Merge targets).
+	live client.Reader
+	// hmacKey keys the digest of written data (one per installation).
+	hmacKey []byte
+}
+
+// ownership is who writes a Secret, from one binding's point of view.
+type ownership int
+
+const (
+	ownedByThis ownership = iota
+	ownedByOther
+	unmanaged
+)
+
+func ownershipOf(b *kf.SecretBinding, s *corev1.Secret) ownership {
+	label := s.Labels[kf.LabelBinding]
+	if label == "" {
+		return unmanaged
+	}
+	if owner := s.Annotations[kf.AnnotationBinding]; label == bindingLabel(b.Name) && (owner == "" || owner == b.Name) {
+		return ownedByThis
+	}
+	return ownedByOther
+}
+
+// mayWrite is the ownership matrix: a binding writes a Secret it wrote before, and under
+// Merge also one nobody manages; anything else is a TargetConflict.
+func mayWrite(b *kf.SecretBinding, s *corev1.Secret) error {
+	own := ownershipOf(b, s)
+	merge := b.GetCreationPolicy() == kf.CreationPolicyMerge
+	switch {
+	case own == ownedByThis, merge && own == unmanaged:
+		return nil
+	case merge:
+		return stalledErr(kf.ReasonTargetConflict, "Secret %s is already written by binding %s", s.Name, s.Annotations[kf.AnnotationBinding])
+	default:
+		return errNotOurs(s.Name)
+	}
+}
+
+func errNotOurs(name string) error {
+	return stalledErr(kf.ReasonTargetConflict, "Secret %s exists and is not managed by this binding; delete it, pick another target.name, or use creationPolicy Merge", name)
+}
+
+// current returns the target Secret, or nil when the write must create it. Managed
+// Secrets come from the cache; a live read happens only under Merge, which writes into a
+// Secret that exists and that keyferry may not manage yet.
+func (w secretWriter) current(ctx context.Context, b *kf.SecretBinding) (*corev1.Secret, error) {
+	key := types.NamespacedName{Namespace: b.Namespace, Name: b.GetTargetName()}
+	merge := b.GetCreationPolicy() == kf.CreationPolicyMerge
+	s := &corev1.Secret{}
+	err := w.cache.Get(ctx, key, s)
+	if apierrors.IsNotFound(err) {
+		if !merge {
+			// Not managed (or not there): a create fails on any Secret that exists, so
+			// nobody's Secret is overwritten.
+			return nil, nil
+		}
+		err = w.live.Get(ctx, key, s)
+		if apierrors.IsNotFound(err) {
+			return nil, stalledErr(kf.ReasonTargetConflict, "Secret %s does not exist; creationPolicy Merge writes into an existing Secret", key.Name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	if err := mayWrite(b, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// drifted says the Secret no longer holds what keyferry wrote into it.
+func (w secretWriter) drifted(b *kf.SecretBinding, s *corev1.Secret) bool {
+	want := s.Annotations[kf.AnnotationDataHMAC]
+	return want == "" || w.digest(b, writtenData(b, s)) != want
+}
+
+// digest is the keyed HMAC of data as the binding writes it; the type counts unless the
+// binding merges (the type is then not ours).
+func (w secretWriter) digest(b *kf.SecretBinding, data map[string][]byte) string {
+	typ := string(b.GetSecretType())
+	if b.GetCreationPolicy() == kf.CreationPolicyMerge {
+		typ = ""
+	}
+	return render.Digest(w.hmacKey, typ, data)
+}
+
+// writtenData is the part of a Secret that keyferry wrote.
+func writtenData(b *kf.SecretBinding, s *corev1.Secret) map[string][]byte {
+	if b.GetCreationPolicy() != kf.CreationPolicyMerge {
+		return s.Data
+	}
+	var keys []string
+	if v := s.Annotations[kf.AnnotationKeys]; v != "" {
+		keys = strings.Split(v, ",")
+	}
+	return render.Subset(s.Data, keys)
+}
+
+// desired is the Secret the binding wants, built once: the create and the apply both
+// derive from it. keyferry's own labels and annotations win over the template's.
+func (w secretWriter) desired(b *kf.SecretBinding, data map[string][]byte) *corev1.Secret {
+	s := &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: b.GetTargetName(), Namespace: b.Namespace, Labels: map[string]string{}, Annotations: map[string]string{}},
+		Data:       data,
+	}
+	if t := b.Spec.Target.Template; t != nil {
+		maps.Copy(s.Labels, t.Labels)
+		maps.Copy(s.Annotations, t.Annotations)
+	}
+	s.Labels[kf.LabelBinding] = bindingLabel(b.Name)
+	s.Annotations[kf.AnnotationBinding] = b.Name
+	s.Annotations[kf.AnnotationDataHMAC] = w.digest(b, data)
+	switch b.GetCreationPolicy() {
+	case kf.CreationPolicyMerge:
+		s.Annotations[kf.AnnotationKeys] = strings.Join(render.Keys(data), ",")
+	case kf.CreationPolicyOwner:
+		s.OwnerReferences = []metav1.OwnerReference{{APIVersion: kf.GroupVersion.String(), Kind: "SecretBinding",
+			Name: b.Name, UID: b.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}
+		fallthrough
+	default:
+		s.Labels[kf.LabelManagedBy] = kf.LabelManagedByValue
+		s.Type = b.GetSecretType()
+	}
+	return s
+}
+
+// upToDate says current already holds everything want sets (data by digest).
+func upToDate(current, want *corev1.Secret) bool {
+	for k, v := range want.Labels {
+		if current.Labels[k] != v {
+			return false
+		}
+	}
+	for k, v := range want.Annotations {
+		if current.Annotations[k] != v {
+			return false
+		}
+	}
+	return want.Type == "" || current.Type == want.Type
+}
+
+// write makes the target hold data; it reports whether it wrote anything.
+func (w secretWriter) write(ctx context.Context, b *kf.SecretBinding, current *corev1.Secret, data map[string][]byte) (bool, error) {
+	want := w.desired(b, data)
+	if current == nil {
+		// A create can never overwrite a Secret that appeared meanwhile (it fails instead),
+		// and it spares the live read an apply would need to be safe.
+		err := w.client.Create(ctx, want, client.FieldOwner(kf.FieldManager))
+		if apierrors.IsAlreadyExists(err) {
+			return false, errNotOurs(want.Name)
+		}
+		return err == nil, refused(want.Name, err)
+	}
+	if upToDate(current, want) && !w.drifted(b, current) {
+		return false, nil
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
+	if err != nil {
+		return false, fmt.Errorf("converting Secret %s/%s: %w", want.Namespace, want.Name, err)
+	}
+	unstructured.RemoveNestedField(u, "metadata", "creationTimestamp")
+	ac := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
+	if err := w.client.Apply(ctx, ac, client.FieldOwner(kf.FieldManager), client.ForceOwnership); err != nil {
+		return false, refused(want.Name, err)
+	}
+	return true, w.removeForeignKeys(ctx, b, current, data)
+}
+
+// refused turns the API server refusing the Secret into a TargetConflict (its message
+// never echoes values); other errors are returned as they are.
+func refused(name string, err error) error {
+	if apierrors.IsInvalid(err) {
+		msg := err.Error()
+		if se, ok := err.(apierrors.APIStatus); ok {
+			msg = se.Status().Message
+		}
+		return stalledErr(kf.ReasonTargetConflict, "the API server refused Secret %s: %s", name, msg)
+	}
+	return err
+}
+
+// removeForeignKeys deletes keys added by hand to a Secret keyferry owns: apply leaves
+// fields of other managers alone, but the Secret must hold exactly the vault's data. (A
+// created Secret's fields belong to keyferry's manager, so apply drops stale keys there.)
+func (w secretWriter) removeForeignKeys(ctx context.Context, b *kf.SecretBinding, current *corev1.Secret, data map[string][]byte) error {
+	if b.GetCreationPolicy() == kf.CreationPolicyMerge {
+		return nil
+	}
+	drop := map[string]any{}
+	for k := range current.Data {
+		if _, ok := data[k]; !ok {
+			drop[k] = nil
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"data": drop})
+	if err != nil {
+		return err
+	}
+	return client.IgnoreNotFound(w.client.Patch(ctx, current, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(kf.FieldManager)))
+}
+
+// bindingLabel is the binding's name as a label value (at most 63 characters).
+func bindingLabel(name string) string {
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:50] + "-" + hex.EncodeToString(sum[:])[:12]
+}

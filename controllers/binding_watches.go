@@ -1,0 +1,76 @@
+package controllers
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+)
+
+// connectionRefIndex indexes bindings by the connection they use ("Kind/name").
+const connectionRefIndex = "spec.connectionRef"
+
+func connectionRefKey(kind kf.ConnectionKind, name string) string { return string(kind) + "/" + name }
+
+// SetupWithManager registers the reconciler, its index and its watches: bindings, the
+// managed Secrets (drift), and connections whose readiness changes.
+func (r *SecretBindingReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.target = secretWriter{client: r.Client, cache: r.Secrets, live: r.APIReader, hmacKey: r.HMACKey}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kf.SecretBinding{}, connectionRefIndex,
+		func(o client.Object) []string {
+			ref := o.(*kf.SecretBinding).Spec.ConnectionRef
+			return []string{connectionRefKey(ref.GetKind(), ref.Name)}
+		}); err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("secretbinding").
+		For(&kf.SecretBinding{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToBinding)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)})
+	for _, kind := range []kf.ConnectionKind{kf.ConnectionKindNamespaced, kf.ConnectionKindCluster} {
+		b = b.Watches(kf.NewConnection(kind, "", ""), handler.EnqueueRequestsFromMapFunc(r.connectionToBindings(kind)),
+			builder.WithPredicates(readinessChanged()))
+	}
+	return b.Complete(r)
+}
+
+// secretToBinding maps a managed Secret to the binding that writes it.
+func secretToBinding(_ context.Context, o client.Object) []ctrl.Request {
+	name := o.GetAnnotations()[kf.AnnotationBinding]
+	if name == "" {
+		name = o.GetLabels()[kf.LabelBinding]
+	}
+	if name == "" {
+		return nil
+	}
+	return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+// connectionToBindings maps a connection to the bindings that use it (through the index).
+func (r *SecretBindingReconciler) connectionToBindings(kind kf.ConnectionKind) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []ctrl.Request {
+		list := &kf.SecretBindingList{}
+		opts := []client.ListOption{client.MatchingFields{connectionRefIndex: connectionRefKey(kind, o.GetName())}}
+		if kind == kf.ConnectionKindNamespaced {
+			opts = append(opts, client.InNamespace(o.GetNamespace()))
+		}
+		if err := r.Client.List(ctx, list, opts...); err != nil {
+			return nil
+		}
+		reqs := make([]ctrl.Request, 0, len(list.Items))
+		for i := range list.Items {
+			reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+		return reqs
+	}
+}

@@ -1,0 +1,39 @@
+package controllers
+
+import (
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// failureCounts counts each binding's consecutive failed passes, for backoff. It lives in
+// memory: after a restart backoff starts afresh, which costs one early retry at most.
+type failureCounts struct {
+	mu sync.Mutex
+	n  map[types.NamespacedName]int
+}
+
+// observe records a pass and returns the consecutive failures it makes: unchanged by a
+// pass that did nothing, 0 after a success.
+func (f *failureCounts) observe(key types.NamespacedName, o syncOutcome) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case o.skipped || o.pending:
+	case o.err == nil:
+		delete(f.n, key)
+	default:
+		if f.n == nil {
+			f.n = map[types.NamespacedName]int{}
+		}
+		f.n[key]++
+	}
+	return f.n[key]
+}
+
+// forget drops a deleted binding.
+func (f *failureCounts) forget(key types.NamespacedName) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.n, key)
+}
