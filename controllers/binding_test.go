@@ -62,7 +62,11 @@ func TestFailuresShowTheirReasonAndKeepTheLastGoodSecret(t *testing.T) {
 		{"401", devvault.Fault{Status: 401, Body: `{"title":"Unauthorized","status":401,"detail":"Invalid or expired token"}`}, kf.ReasonUnauthorized, "HTTP 401: Invalid or expired token"},
 		{"403", devvault.Fault{Status: 403, Body: `{"title":"Forbidden","status":403,"detail":"API key missing required scope(s): read:secrets"}`}, kf.ReasonForbidden, "HTTP 403: API key missing required scope(s): read:secrets"},
 		{"404", devvault.Fault{Status: 404, Body: `{"title":"Not Found","status":404,"detail":"No secrets found for environment: production"}`}, kf.ReasonNotFound, "HTTP 404"},
-		{"429 with Retry-After", devvault.Fault{Status: 429, Header: map[string]string{"Retry-After": "30"}}, kf.ReasonRateLimited, "HTTP 429"},
+		{"429 with Retry-After", devvault.Fault{Status: 429, Header: map[string]string{"Retry-After": "30"}}, kf.ReasonRateLimited, "HTTP 429 with retry-after 30s"},
+		{"Keyway's over-limit 500", devvault.Fault{Status: 500, Body: `{"title":"Too Many Requests","detail":"Rate limit exceeded, retry later"}`,
+			Header: map[string]string{"Retry-After": "30", "X-RateLimit-Remaining": "0"}}, kf.ReasonRateLimited, "HTTP 500 with retry-after 30s: Rate limit exceeded, retry later"},
+		{"503 with Retry-After", devvault.Fault{Status: 503, Body: `{"title":"Service Unavailable","detail":"Down for maintenance"}`,
+			Header: map[string]string{"Retry-After": "30"}}, kf.ReasonProviderUnavailable, "HTTP 503 with retry-after 30s: Down for maintenance"},
 		{"500", devvault.Fault{Status: 500, Body: "upstream exploded"}, kf.ReasonProviderUnavailable, "HTTP 500: upstream exploded"},
 		{"timeout", devvault.Fault{Status: 200, Delay: 3 * time.Second}, kf.ReasonProviderUnavailable, "timed out"},
 		{"garbage JSON", devvault.Fault{Status: 200, Body: `{"data": {"content": tru`}, kf.ReasonInvalidResponse, "not JSON"},
@@ -81,7 +85,7 @@ func TestFailuresShowTheirReasonAndKeepTheLastGoodSecret(t *testing.T) {
 			if cond.Status != metav1.ConditionFalse || !strings.Contains(cond.Message, tc.msg) {
 				t.Fatalf("condition %+v, want message with %q", cond, tc.msg)
 			}
-			if tc.reason == kf.ReasonRateLimited && (got.Status.RetryAfter == nil || time.Until(got.Status.RetryAfter.Time) < 20*time.Second) {
+			if strings.Contains(tc.msg, "retry-after") && (got.Status.RetryAfter == nil || time.Until(got.Status.RetryAfter.Time) < 20*time.Second) {
 				t.Fatalf("retryAfter %v, want ~30s ahead", got.Status.RetryAfter)
 			}
 			after := getSecret(t, ns, "app")

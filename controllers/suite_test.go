@@ -25,6 +25,7 @@ import (
 	"github.com/keyferry/keyferry/controllers"
 	"github.com/keyferry/keyferry/internal/devvault"
 	"github.com/keyferry/keyferry/internal/hmackey"
+	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/testenv"
 	"github.com/keyferry/keyferry/internal/vault"
 )
@@ -113,7 +114,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	if err := controllers.SetupWithManager(mgr, controllers.Options{
-		Registry: vault.NewRegistry(nil), HMACKey: key,
+		Registry: vault.NewRegistry(metrics.ClientHooks), HMACKey: key,
 		CredentialsPollInterval: time.Second, ConnectionWorkers: 2, BindingWorkers: 4,
 	}); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
 // Options configure a stack.
@@ -60,6 +62,8 @@ type Stack struct {
 	vault   *exec.Cmd
 	manager *exec.Cmd
 	ownDir  bool
+	// envtestLog receives the control plane harness's own log lines.
+	envtestLog *os.File
 }
 
 func (s *Stack) logf(format string, args ...any) {
@@ -86,6 +90,14 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 			s.Stop()
 		}
 	}()
+	// envtest logs through controller-runtime's logger; without one set, its first line
+	// after 30s is a "SetLogger was never called" stack trace on the user's terminal.
+	envtestLog, err := os.OpenFile(filepath.Join(s.Dir, "envtest.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	s.envtestLog = envtestLog
+	ctrllog.SetLogger(zap.New(zap.WriteTo(envtestLog)))
 	s.logf("local control plane: building it once per machine if needed (hack/build-control-plane.sh)")
 	assets, err := s.controlPlane(ctx)
 	if err != nil {
@@ -259,6 +271,10 @@ func (s *Stack) Stop() {
 	if s.env != nil {
 		_ = s.env.Stop()
 		s.env = nil
+	}
+	if s.envtestLog != nil {
+		_ = s.envtestLog.Close()
+		s.envtestLog = nil
 	}
 	if s.ownDir && os.Getenv("KEYFERRY_KEEP_DIR") == "" {
 		_ = os.RemoveAll(s.Dir)

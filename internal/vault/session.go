@@ -75,10 +75,13 @@ func (s *session) keepAlive(ctx context.Context) error {
 	return err
 }
 
-// renewAt is when a token should be replaced: a tenth of its life before expiry, at most a
-// few minutes early, so that no request goes out with a token about to die.
+// renewAt is when a token should be replaced: a tenth of its life before expiry, at most
+// five minutes early, so that no request goes out with a token about to die. Short lives
+// get at least a quarter of their life (up to 3s), so a keeper that runs a little late
+// still finds the token valid to refresh.
 func renewAt(obtained, expires time.Time) time.Time {
-	margin := min(expires.Sub(obtained)/10, 5*time.Minute)
+	life := expires.Sub(obtained)
+	margin := min(max(life/10, min(life/4, 3*time.Second)), 5*time.Minute)
 	return expires.Add(-margin)
 }
 
