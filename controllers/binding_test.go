@@ -369,3 +369,29 @@ func TestEventsCarryNoSecrets(t *testing.T) {
 		assertNoCanary(t, e.Message)
 	}
 }
+
+// The pass logs its decisions at V(1) for a person debugging a binding, with the binding's
+// name and never a value (the suite checks the whole log for canaries).
+func TestDecisionsAreLogged(t *testing.T) {
+	ns, b := setup(t, "keyway")
+	refresh(t, b, "log-1") // the same data again: unchanged
+	eventually(t, 10*time.Second, "decisions in the log", func() (bool, string) {
+		var wrote, unchanged bool
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if !strings.Contains(line, `"namespace":"`+ns+`"`) {
+				continue
+			}
+			wrote = wrote || strings.Contains(line, "wrote the Secret")
+			unchanged = unchanged || strings.Contains(line, "Secret unchanged")
+		}
+		return wrote && unchanged, fmt.Sprintf("wrote %v, unchanged %v", wrote, unchanged)
+	})
+	// A binding whose connection does not exist says what it waits for.
+	missing := bindingFor(ns, "orphaned", "nope", "keyway")
+	mustCreate(t, missing)
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), missing) })
+	waitReason(t, missing, kf.ReasonConnectionNotReady)
+	eventually(t, 5*time.Second, "waiting logged", func() (bool, string) {
+		return strings.Contains(logs.String(), "waiting for the connection"), ""
+	})
+}

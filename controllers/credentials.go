@@ -37,20 +37,28 @@ func vaultConfig(ctx context.Context, reader client.Reader, spec *kf.VaultConnec
 		}
 		cfg.CABundle = b
 	}
-	auth := spec.Auth
+	if err := authConfig(ctx, reader, spec.Auth, secretNamespace, &cfg); err != nil {
+		return cfg, err
+	}
+	// The URL itself is checked by vault.New (an InvalidSpec error there).
+	return cfg, nil
+}
+
+// authConfig reads the credentials auth names into cfg.
+func authConfig(ctx context.Context, reader client.Reader, auth kf.AuthSpec, secretNamespace func(ns string) string, cfg *vault.Config) error {
 	switch {
 	case auth.Bearer != nil:
 		ref := auth.Bearer.SecretRef
 		b, err := secretKey(ctx, reader, secretNamespace(ref.Namespace), ref.Name, ref.Key)
 		if err != nil {
-			return cfg, err
+			return err
 		}
 		cfg.Auth, cfg.Token = vault.AuthBearer, strings.TrimSpace(string(b))
 	case auth.APIKey != nil:
 		ref := auth.APIKey.SecretRef
 		b, err := secretKey(ctx, reader, secretNamespace(ref.Namespace), ref.Name, ref.Key)
 		if err != nil {
-			return cfg, err
+			return err
 		}
 		cfg.Auth, cfg.Token, cfg.Header = vault.AuthAPIKey, strings.TrimSpace(string(b)), auth.APIKey.Header
 	case auth.Login != nil:
@@ -58,11 +66,11 @@ func vaultConfig(ctx context.Context, reader client.Reader, spec *kf.VaultConnec
 		ns := secretNamespace(l.SecretRef.Namespace)
 		user, err := secretKey(ctx, reader, ns, l.SecretRef.Name, "username")
 		if err != nil {
-			return cfg, err
+			return err
 		}
 		pass, err := secretKey(ctx, reader, ns, l.SecretRef.Name, "password")
 		if err != nil {
-			return cfg, err
+			return err
 		}
 		cfg.Auth, cfg.Username, cfg.Password = vault.AuthLogin, strings.TrimSpace(string(user)), string(pass)
 		cfg.Login = vault.LoginConfig{
@@ -74,10 +82,9 @@ func vaultConfig(ctx context.Context, reader client.Reader, spec *kf.VaultConnec
 			cfg.Login.TTL = l.TokenTTL.Duration
 		}
 	default:
-		return cfg, stalledErr(kf.ReasonInvalidSpec, "auth sets none of bearer, apiKey or login")
+		return stalledErr(kf.ReasonInvalidSpec, "auth sets none of bearer, apiKey or login")
 	}
-	// The URL itself is checked by vault.New (an InvalidSpec error there).
-	return cfg, nil
+	return nil
 }
 
 // secretKey reads one key of a Secret; a missing Secret or key is CredentialsNotFound.
