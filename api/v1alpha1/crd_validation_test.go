@@ -139,6 +139,13 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 			t.Errorf("valid %T rejected: %v", obj, err)
 		}
 	}
+	// Ordinary template labels and annotations, and prefixes that only look reserved.
+	tb := validBinding(ns)
+	tb.Spec.Target.Template = &kf.TargetTemplate{Labels: map[string]string{"team": "a", "example.com/x": "y", "notkubernetes.io/z": "w"},
+		Annotations: map[string]string{"app.example.com/owner": "a"}}
+	if err := k8s.Create(context.Background(), tb); err != nil {
+		t.Errorf("binding with ordinary template metadata rejected: %v", err)
+	}
 	b := validBinding(ns)
 	if err := k8s.Create(context.Background(), b); err != nil {
 		t.Fatal(err)
@@ -239,6 +246,36 @@ func TestCELRulesRejectBadObjects(t *testing.T) {
 			b.Spec.Target.Template = &kf.TargetTemplate{Data: map[string]string{"bad/key": "{{ .A }}"}}
 			return b
 		}, "template.data keys must be valid Secret keys"},
+		{"rate limit over the maximum", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.RateLimit = &kf.RateLimit{Requests: 2147483647, Period: metav1.Duration{Duration: time.Second}}
+			return c
+		}, "should be less than or equal to 100000"},
+		{"service account token type", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Target.Type = corev1.SecretTypeServiceAccountToken
+			return b
+		}, "target.type may not be a token-minting type"},
+		{"bootstrap token type", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Target.Type = "bootstrap.kubernetes.io/token"
+			return b
+		}, "target.type may not be a token-minting type"},
+		{"template annotation naming a service account", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Target.Template = &kf.TargetTemplate{Annotations: map[string]string{"kubernetes.io/service-account.name": "deployer"}}
+			return b
+		}, "template.annotations may not use the reserved prefixes"},
+		{"template label claiming another binding", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Target.Template = &kf.TargetTemplate{Labels: map[string]string{"keyferry.dev/binding": "victim"}}
+			return b
+		}, "template.labels may not use the reserved prefixes"},
+		{"template label under a subdomain of k8s.io", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Target.Template = &kf.TargetTemplate{Labels: map[string]string{"node-role.k8s.io/x": "y"}}
+			return b
+		}, "template.labels may not use the reserved prefixes"},
 		{"unknown connection kind", func() client.Object {
 			b := validBinding(ns)
 			b.Spec.ConnectionRef.Kind = "SecretStore"

@@ -113,11 +113,18 @@ type TargetTemplate struct {
 	// +kubebuilder:validation:MaxProperties=256
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))",message="template.data keys must be valid Secret keys (letters, digits, '-', '_' or '.')"
 	Data map[string]string `json:"data,omitempty"`
-	// labels added to the target Secret.
+	// labels added to the target Secret. Keys under keyferry.dev/, kubernetes.io/ and
+	// k8s.io/ (and their subdomains) are reserved and refused.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.matches('^([^/]*\\\\.)?(keyferry\\\\.dev|kubernetes\\\\.io|k8s\\\\.io)/'))",message="template.labels may not use the reserved prefixes keyferry.dev/, kubernetes.io/ or k8s.io/ (or their subdomains)"
 	Labels map[string]string `json:"labels,omitempty"`
-	// annotations added to the target Secret.
+	// annotations added to the target Secret. Keys under keyferry.dev/, kubernetes.io/ and
+	// k8s.io/ (and their subdomains) are reserved and refused: they could make the API
+	// server or another controller act on the Secret (a ServiceAccount token, for one).
 	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.matches('^([^/]*\\\\.)?(keyferry\\\\.dev|kubernetes\\\\.io|k8s\\\\.io)/'))",message="template.annotations may not use the reserved prefixes keyferry.dev/, kubernetes.io/ or k8s.io/ (or their subdomains)"
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
@@ -128,9 +135,12 @@ type TargetSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="target.name must be a valid Secret name (lower-case DNS subdomain)"
 	Name string `json:"name,omitempty"`
-	// type of the Secret. Defaults to Opaque.
+	// type of the Secret. Defaults to Opaque. Types that make the cluster mint a token
+	// (kubernetes.io/service-account-token, bootstrap.kubernetes.io/token) are refused.
 	// +optional
 	// +kubebuilder:default=Opaque
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self != 'kubernetes.io/service-account-token' && self != 'bootstrap.kubernetes.io/token'",message="target.type may not be a token-minting type (kubernetes.io/service-account-token, bootstrap.kubernetes.io/token)"
 	Type corev1.SecretType `json:"type,omitempty"`
 	// creationPolicy: Owner (default; the binding owns the Secret), Merge (write only this
 	// binding's keys into an existing Secret) or Orphan (create without an owner).

@@ -147,8 +147,9 @@ type AuthSpec struct {
 
 // RateLimit is a client-side request budget: at most requests per period.
 type RateLimit struct {
-	// requests allowed per period.
+	// requests allowed per period, at most 100000.
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
 	// +kubebuilder:validation:XValidation:rule="self > 0",message="rateLimit.requests must be positive"
 	Requests int32 `json:"requests"`
 	// period over which requests are counted, e.g. 15m or 1s.

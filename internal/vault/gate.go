@@ -11,23 +11,24 @@ import (
 //   - the client-side budget: at most Requests in any window of Period. A sliding window
 //     (not a token bucket) keeps us under a provider's fixed or sliding window by
 //     construction, bursts included.
+//
+// The window holds the send times of the requests actually sent in it, so its memory
+// follows the traffic, never the configured budget (a tenant's huge budget costs nothing).
 type gate struct {
 	mu     sync.Mutex
 	clock  Clock
 	budget RateBudget
-	sent   []time.Time // ring of the last budget.Requests send times
-	next   int
+	sent   []time.Time // send times inside the window, oldest first, from head on
+	head   int
 	until  time.Time
 	cause  Error // the answer that set the pause
 }
 
 func newGate(c Clock, b RateBudget) *gate {
-	g := &gate{clock: c, budget: b}
-	if b.Requests > 0 && b.Period > 0 {
-		g.sent = make([]time.Time, b.Requests)
-	}
-	return g
+	return &gate{clock: c, budget: b}
 }
+
+func (g *gate) limited() bool { return g.budget.Requests > 0 && g.budget.Period > 0 }
 
 // take reserves one request now, or returns the time to come back and, when the
 // provider paused the connection, the answer that did (nil when our own budget is spent).
@@ -39,16 +40,21 @@ func (g *gate) take() (retryAt time.Time, cause *Error, ok bool) {
 		c := g.cause
 		return g.until, &c, false
 	}
-	if g.sent == nil {
+	if !g.limited() {
 		return time.Time{}, nil, true
 	}
-	// The oldest of the last N sends must be out of the window.
-	oldest := g.sent[g.next]
-	if !oldest.IsZero() && now.Sub(oldest) < g.budget.Period {
-		return oldest.Add(g.budget.Period), nil, false
+	for g.head < len(g.sent) && now.Sub(g.sent[g.head]) >= g.budget.Period {
+		g.head++
 	}
-	g.sent[g.next] = now
-	g.next = (g.next + 1) % len(g.sent)
+	if g.head > 0 && g.head >= len(g.sent)/2 {
+		// Compact so the backing array does not keep expired sends.
+		g.sent = append(g.sent[:0], g.sent[g.head:]...)
+		g.head = 0
+	}
+	if len(g.sent)-g.head >= g.budget.Requests {
+		return g.sent[g.head].Add(g.budget.Period), nil, false
+	}
+	g.sent = append(g.sent, now)
 	return time.Time{}, nil, true
 }
 
