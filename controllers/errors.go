@@ -79,6 +79,7 @@ var vaultReasons = map[vault.Reason]vaultReason{
 	vault.ReasonRateLimited:         {kf.ReasonRateLimited, waiting},
 	vault.ReasonProviderUnavailable: {kf.ReasonProviderUnavailable, transient},
 	vault.ReasonInvalidResponse:     {kf.ReasonInvalidResponse, transient},
+	vault.ReasonNotAllowed:          {kf.ReasonNotAllowed, stalled},
 }
 
 // conditionReasonOf maps a provider client's reason; unknown ones (none today, the table

@@ -25,6 +25,7 @@ import (
 	"github.com/keyferry/keyferry/controllers"
 	"github.com/keyferry/keyferry/internal/devvault"
 	"github.com/keyferry/keyferry/internal/hmackey"
+	"github.com/keyferry/keyferry/internal/localstack"
 	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/testenv"
 	"github.com/keyferry/keyferry/internal/vault"
@@ -38,6 +39,8 @@ const (
 	canaryUser     = "ops@example.com"
 	canaryPassword = "pw-CANARY-password-42"
 	canaryValue    = "CANARY-secret-value-77"
+	// deniedLoopback is on the suite manager's egress deny list.
+	deniedLoopback = "127.0.0.2"
 )
 
 var (
@@ -103,6 +106,13 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The local policy (loopback allowed, for the dev vault) plus one loopback address to
+	// aim the egress tests at: tests never send traffic beyond loopback.
+	egressDeny, err := vault.ParseCIDRs(localstack.LocalEgressDeny + "," + deniedLoopback + "/32")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -114,7 +124,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	if err := controllers.SetupWithManager(mgr, controllers.Options{
-		Registry: vault.NewRegistry(metrics.ClientHooks), HMACKey: key,
+		Registry: vault.NewRegistry(metrics.ClientHooks, egressDeny), HMACKey: key,
 		CredentialsPollInterval: time.Second, ConnectionWorkers: 2, BindingWorkers: 4,
 	}); err != nil {
 		fmt.Fprintln(os.Stderr, err)

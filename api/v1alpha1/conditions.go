@@ -39,6 +39,10 @@ const (
 	ReasonTargetConflict = "TargetConflict"
 	// ReasonTooLarge: the rendered Secret would exceed the 1 MiB Secret size limit.
 	ReasonTooLarge = "TooLarge"
+	// ReasonNotAllowed: keyferry's own policy refused it: an address on the egress deny
+	// list, a vault or environment a ClusterVaultConnection does not lend, a request the
+	// connection does not let bindings set, a namespace outside its namespaceSelector.
+	ReasonNotAllowed = "NotAllowed"
 	// ReasonProgressing: the object was accepted and its first pass has not finished yet.
 	ReasonProgressing = "Progressing"
 )

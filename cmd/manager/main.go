@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"time"
 
@@ -32,6 +33,7 @@ type options struct {
 	burst                             int
 	connectionWorkers, bindingWorkers int
 	credentialsPoll                   time.Duration
+	egressDeny                        string
 }
 
 func main() {
@@ -50,6 +52,7 @@ func main() {
 	flag.IntVar(&o.connectionWorkers, "connection-workers", 2, "Concurrent reconciles per connection controller.")
 	flag.IntVar(&o.bindingWorkers, "binding-workers", 16, "Concurrent SecretBinding reconciles.")
 	flag.DurationVar(&o.credentialsPoll, "credentials-poll-interval", 10*time.Second, "How often connections read their credentials Secrets again (rotation takes effect within this).")
+	flag.StringVar(&o.egressDeny, "egress-deny-cidrs", vault.DefaultEgressDeny, "Comma-separated CIDRs no provider request may reach (checked on the resolved address, redirects included); empty allows every address. The default denies link-local, loopback, 0.0.0.0/8 and cloud metadata addresses.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -62,6 +65,10 @@ func main() {
 }
 
 func run(o options) error {
+	egressDeny, err := vault.ParseCIDRs(o.egressDeny)
+	if err != nil {
+		return fmt.Errorf("--egress-deny-cidrs: %w", err)
+	}
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(kf.AddToScheme(scheme))
@@ -99,7 +106,7 @@ func run(o options) error {
 		return err
 	}
 	if err := controllers.SetupWithManager(mgr, controllers.Options{
-		Registry:                vault.NewRegistry(metrics.ClientHooks),
+		Registry:                vault.NewRegistry(metrics.ClientHooks, egressDeny),
 		HMACKey:                 key,
 		CredentialsPollInterval: o.credentialsPoll,
 		ConnectionWorkers:       o.connectionWorkers,

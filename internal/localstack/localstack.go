@@ -27,6 +27,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
+// LocalEgressDeny is the manager's default egress deny list without loopback, so that the
+// local manager reaches the local dev vault and nothing else the default refuses.
+const LocalEgressDeny = "169.254.0.0/16,fe80::/10,0.0.0.0/8,100.100.100.200/32,fd00:ec2::254/128"
+
 // Options configure a stack.
 type Options struct {
 	// RepoRoot is the keyferry checkout (for hack/, config/ and go build).
@@ -226,7 +230,7 @@ func (s *Stack) StartManager(extraArgs ...string) error {
 	if err != nil {
 		return err
 	}
-	args := append([]string{"--namespace", "keyferry-system",
+	args := append([]string{"--namespace", "keyferry-system", "--egress-deny-cidrs", LocalEgressDeny,
 		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metrics),
 		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(probes)}, s.opts.ManagerArgs...)
 	args = append(args, extraArgs...)

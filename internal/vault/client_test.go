@@ -597,7 +597,7 @@ func TestPlaceholdersAreEscaped(t *testing.T) {
 
 func TestRegistryReusesAndReplacesClients(t *testing.T) {
 	f := newFixture(t, devvault.Options{})
-	r := vault.NewRegistry(nil)
+	r := vault.NewRegistry(nil, nil)
 	cfg := f.config("knowledgestack")
 	c1, err := r.Client("ns/ks", cfg)
 	if err != nil {

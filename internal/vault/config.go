@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"time"
@@ -74,7 +75,11 @@ type Config struct {
 	Budget         RateBudget
 	RequestTimeout time.Duration
 
-	// Transport, when set, replaces the default HTTP transport (tests, proxies).
+	// EgressDeny lists the addresses the default transport refuses to dial (the
+	// operator's egress policy); empty allows every address.
+	EgressDeny []netip.Prefix
+	// Transport, when set, replaces the default HTTP transport (tests, proxies); the
+	// egress policy is then the transport's business.
 	Transport http.RoundTripper
 	// Clock, when set, replaces the wall clock (tests).
 	Clock Clock

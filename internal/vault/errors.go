@@ -24,6 +24,8 @@ const (
 	ReasonProviderUnavailable Reason = "ProviderUnavailable"
 	ReasonInvalidResponse     Reason = "InvalidResponse"
 	ReasonInvalidConfig       Reason = "InvalidSpec"
+	// ReasonNotAllowed: keyferry's own policy refused the request (the egress policy).
+	ReasonNotAllowed Reason = "NotAllowed"
 )
 
 // Error is every failure the client returns. Its message carries the HTTP status and the
@@ -89,7 +91,7 @@ func ReasonOf(err error) Reason {
 // Reasons lists every Reason, for tests that check each is mapped where it must be.
 func Reasons() []Reason {
 	return []Reason{ReasonUnauthorized, ReasonForbidden, ReasonRateLimited, ReasonNotFound,
-		ReasonProviderUnavailable, ReasonInvalidResponse, ReasonInvalidConfig}
+		ReasonProviderUnavailable, ReasonInvalidResponse, ReasonInvalidConfig, ReasonNotAllowed}
 }
 
 // reasonForAnswer maps an HTTP status to a Reason. exhausted says the answer carried

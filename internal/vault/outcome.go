@@ -48,7 +48,7 @@ func (c *Client) recordOutcome(err error) {
 		return
 	}
 	switch ve.Reason {
-	case ReasonUnauthorized, ReasonForbidden, ReasonRateLimited, ReasonProviderUnavailable:
+	case ReasonUnauthorized, ReasonForbidden, ReasonRateLimited, ReasonProviderUnavailable, ReasonNotAllowed:
 		c.outcome.record(Outcome{At: now, Reason: ve.Reason, StatusCode: ve.StatusCode, Message: ve.Error()})
 	}
 }

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -12,7 +13,8 @@ const signoutTimeout = 10 * time.Second
 // Registry keeps one long-lived client per connection, rebuilt only when the connection's
 // config (credentials included) changes; the replaced client signs out.
 type Registry struct {
-	hooks func(connection string) Hooks
+	hooks      func(connection string) Hooks
+	egressDeny []netip.Prefix
 
 	mu      sync.Mutex
 	clients map[string]*registered
@@ -24,14 +26,16 @@ type registered struct {
 }
 
 // NewRegistry returns an empty registry; hooks, when not nil, gives each connection's
-// clients their hooks (metrics).
-func NewRegistry(hooks func(connection string) Hooks) *Registry {
-	return &Registry{hooks: hooks, clients: map[string]*registered{}}
+// clients their hooks (metrics); egressDeny is the egress policy of every client it
+// builds.
+func NewRegistry(hooks func(connection string) Hooks, egressDeny []netip.Prefix) *Registry {
+	return &Registry{hooks: hooks, egressDeny: egressDeny, clients: map[string]*registered{}}
 }
 
 // Client returns the client of connection id for cfg, reusing the existing one when cfg
 // is unchanged.
 func (r *Registry) Client(id string, cfg Config) (*Client, error) {
+	cfg.EgressDeny = r.egressDeny
 	fp := cfg.Fingerprint()
 	r.mu.Lock()
 	defer r.mu.Unlock()

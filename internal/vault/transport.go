@@ -24,6 +24,11 @@ func newHTTPClient(cfg Config) (*http.Client, error) {
 	rt := cfg.Transport
 	if rt == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DialContext = egressDialer(cfg.EgressDeny).DialContext
+		if len(cfg.EgressDeny) > 0 {
+			// Through a proxy the policy would see the proxy's address, not the vault's.
+			t.Proxy = nil
+		}
 		t.MaxIdleConnsPerHost = 8
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if len(cfg.CABundle) > 0 {
@@ -83,7 +88,10 @@ func transportError(op string, err error, ctx context.Context) *Error {
 	var hostErr x509.HostnameError
 	var recErr tls.RecordHeaderError
 	var dnsErr *net.DNSError
+	var denied *EgressDeniedError
 	switch {
+	case errors.As(err, &denied):
+		e.Reason, e.Message = ReasonNotAllowed, denied.Error()
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
 		e.Message = "request canceled"
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
