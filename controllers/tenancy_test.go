@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -65,6 +66,38 @@ func TestEgressPolicyRefusesDeniedAddresses(t *testing.T) {
 				t.Fatal("a Secret was written from a denied address")
 			}
 		})
+	}
+	stillServing(t)
+}
+
+// Templates that would run for ever or balloon the manager are InvalidSpec at once, and
+// twenty of them (more than the workers) leave the operator serving everyone else.
+func TestHostileTemplatesDoNotPinWorkers(t *testing.T) {
+	ns := newNamespace(t, nil)
+	vc, cred := connectionFor(ns, "keyway", "keyway")
+	mustCreate(t, cred, vc)
+	var bindings []*kf.SecretBinding
+	for i := 0; i < 20; i++ {
+		b := bindingFor(ns, fmt.Sprintf("forever-%d", i), "keyway", "keyway")
+		b.Spec.Target.Template = &kf.TargetTemplate{Data: map[string]string{"X": "{{range 9223372036854775807}}{{end}}"}}
+		bindings = append(bindings, b)
+	}
+	balloon := bindingFor(ns, "balloon", "keyway", "keyway")
+	balloon.Spec.Target.Template = &kf.TargetTemplate{Data: map[string]string{"X": "{{range 30000000}}{{$.DB_USER}}{{end}}"}}
+	bindings = append(bindings, balloon)
+	for _, b := range bindings {
+		mustCreate(t, b)
+	}
+	t.Cleanup(func() {
+		for _, b := range bindings {
+			_ = k8s.Delete(context.Background(), b)
+		}
+	})
+	for _, b := range bindings {
+		got := waitReason(t, b, kf.ReasonInvalidSpec)
+		if msg := readyCondition(got.Status.Conditions).Message; !strings.Contains(msg, "range may only iterate over the pulled values") {
+			t.Fatalf("%s: message %q", b.Name, msg)
+		}
 	}
 	stillServing(t)
 }

@@ -5,6 +5,8 @@ package render
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,7 +14,6 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
-	"text/template"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -49,16 +50,20 @@ func Data(pulled map[string]string, spec Spec) (map[string][]byte, error) {
 	}
 	out := map[string][]byte{}
 	if len(spec.Template) > 0 {
+		b := &budget{output: MaxSecretSize, funcBytes: maxFuncBytes}
 		for _, key := range sortedKeys(spec.Template) {
-			tmpl, err := template.New(key).Option("missingkey=error").Parse(spec.Template[key])
+			tmpl, err := b.parseTemplate(key, spec.Template[key])
 			if err != nil {
 				return nil, &Error{Message: fmt.Sprintf("template for key %q does not parse: %v", key, templateError(err))}
 			}
-			var b bytes.Buffer
-			if err := tmpl.Execute(&b, pulled); err != nil {
+			var buf bytes.Buffer
+			if err := b.execute(tmpl, pulled, io.MultiWriter(b, &buf)); err != nil {
+				if errors.Is(err, errOutputLimit) {
+					return nil, &Error{TooLarge: true, Message: fmt.Sprintf("template for key %q: the Secret's data would be over the %d byte limit", key, MaxSecretSize)}
+				}
 				return nil, &Error{Message: fmt.Sprintf("template for key %q failed: %v", key, templateError(err))}
 			}
-			out[key] = b.Bytes()
+			out[key] = buf.Bytes()
 		}
 	} else {
 		for _, k := range sortedKeys(pulled) {
