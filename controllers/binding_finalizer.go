@@ -43,7 +43,17 @@ func (r *SecretBindingReconciler) finalize(ctx context.Context, b *kf.SecretBind
 	case err != nil:
 		return err
 	case s.Labels[kf.LabelBinding] == bindingLabel(b.Name):
-		if err := r.Client.Apply(ctx, corev1ac.Secret(s.Name, s.Namespace), client.FieldOwner(kf.FieldManager), client.ForceOwnership); err != nil && !apierrors.IsNotFound(err) {
+		err := r.Client.Apply(ctx, corev1ac.Secret(s.Name, s.Namespace), client.FieldOwner(kf.FieldManager), client.ForceOwnership)
+		switch {
+		case err == nil, apierrors.IsNotFound(err):
+		case apierrors.IsInvalid(err), apierrors.IsForbidden(err), apierrors.IsConflict(err):
+			// The API refuses the cleanup (a typed Secret needs the key): say so and let
+			// the binding go rather than keep it Terminating for ever.
+			if r.Recorder != nil {
+				r.Recorder.Eventf(b, nil, corev1.EventTypeWarning, "CleanupRefused", "Delete",
+					"the API server refused removing this binding's keys from Secret %s: %s", s.Name, apiMessage(err))
+			}
+		default:
 			return err
 		}
 	}

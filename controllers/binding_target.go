@@ -55,15 +55,18 @@ func ownershipOf(b *kf.SecretBinding, s *corev1.Secret) ownership {
 }
 
 // mayWrite is the ownership matrix: a binding writes a Secret it wrote before, and under
-// Merge also one nobody manages; anything else is a TargetConflict.
+// Merge also one nobody manages, in both cases only while the Secret's owner allows merges
+// (annotation keyferry.dev/allow-merge: "true"); anything else is a TargetConflict.
 func mayWrite(b *kf.SecretBinding, s *corev1.Secret) error {
 	own := ownershipOf(b, s)
 	merge := b.GetCreationPolicy() == kf.CreationPolicyMerge
 	switch {
-	case own == ownedByThis, merge && own == unmanaged:
-		return nil
-	case merge:
+	case merge && own == ownedByOther:
 		return stalledErr(kf.ReasonTargetConflict, "Secret %s is already written by binding %s", s.Name, s.Annotations[kf.AnnotationBinding])
+	case merge && s.Annotations[kf.AnnotationAllowMerge] != "true":
+		return stalledErr(kf.ReasonTargetConflict, "Secret %s does not allow merges; its owner can annotate it %s=\"true\"", s.Name, kf.AnnotationAllowMerge)
+	case own == ownedByThis, merge:
+		return nil
 	default:
 		return errNotOurs(s.Name)
 	}
@@ -194,23 +197,57 @@ func (w secretWriter) write(ctx context.Context, b *kf.SecretBinding, current *c
 	}
 	unstructured.RemoveNestedField(u, "metadata", "creationTimestamp")
 	ac := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
-	if err := w.client.Apply(ctx, ac, client.FieldOwner(kf.FieldManager), client.ForceOwnership); err != nil {
+	opts := []client.ApplyOption{client.FieldOwner(kf.FieldManager)}
+	if b.GetCreationPolicy() != kf.CreationPolicyMerge {
+		// A Secret keyferry owns is keyferry's to restore; under Merge a key another
+		// manager holds stays theirs.
+		opts = append(opts, client.ForceOwnership)
+	}
+	if err := w.client.Apply(ctx, ac, opts...); err != nil {
+		if apierrors.IsConflict(err) {
+			return false, stalledErr(kf.ReasonTargetConflict, "Secret %s: %s another field manager holds; keyferry does not take it over", want.Name, conflictFields(err))
+		}
 		return false, refused(want.Name, err)
 	}
 	return true, w.removeForeignKeys(ctx, b, current, data)
+}
+
+// conflictFields names the fields of an apply conflict, data keys by their key.
+func conflictFields(err error) string {
+	var fields []string
+	if se, ok := err.(apierrors.APIStatus); ok && se.Status().Details != nil {
+		for _, c := range se.Status().Details.Causes {
+			if c.Type != metav1.CauseTypeFieldManagerConflict {
+				continue
+			}
+			if k, ok := strings.CutPrefix(c.Field, ".data."); ok {
+				fields = append(fields, "key "+k)
+			} else {
+				fields = append(fields, "field "+c.Field)
+			}
+		}
+	}
+	if len(fields) == 0 {
+		return "a field"
+	}
+	return strings.Join(fields, ", ")
 }
 
 // refused turns the API server refusing the Secret into a TargetConflict (its message
 // never echoes values); other errors are returned as they are.
 func refused(name string, err error) error {
 	if apierrors.IsInvalid(err) {
-		msg := err.Error()
-		if se, ok := err.(apierrors.APIStatus); ok {
-			msg = se.Status().Message
-		}
-		return stalledErr(kf.ReasonTargetConflict, "the API server refused Secret %s: %s", name, msg)
+		return stalledErr(kf.ReasonTargetConflict, "the API server refused Secret %s: %s", name, apiMessage(err))
 	}
 	return err
+}
+
+// apiMessage returns the API server's own message; Secret validation never echoes values.
+func apiMessage(err error) string {
+	if se, ok := err.(apierrors.APIStatus); ok {
+		return se.Status().Message
+	}
+	return err.Error()
 }
 
 // removeForeignKeys deletes keys added by hand to a Secret keyferry owns: apply leaves

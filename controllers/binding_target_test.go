@@ -11,9 +11,12 @@ import (
 )
 
 func TestOwnershipMatrix(t *testing.T) {
-	secret := func(label, owner string) *corev1.Secret {
+	secret := func(label, owner string, allowMerge ...bool) *corev1.Secret {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "target", Namespace: "ns",
 			Labels: map[string]string{}, Annotations: map[string]string{}}}
+		if len(allowMerge) > 0 && allowMerge[0] {
+			s.Annotations[kf.AnnotationAllowMerge] = "true"
+		}
 		if label != "" {
 			s.Labels[kf.LabelBinding] = label
 		}
@@ -31,12 +34,14 @@ func TestOwnershipMatrix(t *testing.T) {
 		// allowed per creation policy: Owner, Orphan, Merge
 		allowed [3]bool
 	}{
-		{"mine", "app", secret("app", "app"), ownedByThis, [3]bool{true, true, true}},
-		{"mine, label only (older keyferry)", "app", secret("app", ""), ownedByThis, [3]bool{true, true, true}},
-		{"mine, long name hashed into the label", long, secret(bindingLabel(long), long), ownedByThis, [3]bool{true, true, true}},
-		{"another binding's", "app", secret("other", "other"), ownedByOther, [3]bool{false, false, false}},
-		{"another binding's with a colliding label", "app", secret("app", "other"), ownedByOther, [3]bool{false, false, false}},
-		{"unmanaged", "app", secret("", ""), unmanaged, [3]bool{false, false, true}},
+		{"mine", "app", secret("app", "app"), ownedByThis, [3]bool{true, true, false}},
+		{"mine, merges allowed", "app", secret("app", "app", true), ownedByThis, [3]bool{true, true, true}},
+		{"mine, label only (older keyferry)", "app", secret("app", "", true), ownedByThis, [3]bool{true, true, true}},
+		{"mine, long name hashed into the label", long, secret(bindingLabel(long), long, true), ownedByThis, [3]bool{true, true, true}},
+		{"another binding's", "app", secret("other", "other", true), ownedByOther, [3]bool{false, false, false}},
+		{"another binding's with a colliding label", "app", secret("app", "other", true), ownedByOther, [3]bool{false, false, false}},
+		{"unmanaged", "app", secret("", ""), unmanaged, [3]bool{false, false, false}},
+		{"unmanaged, merges allowed", "app", secret("", "", true), unmanaged, [3]bool{false, false, true}},
 	} {
 		for i, policy := range []kf.CreationPolicy{kf.CreationPolicyOwner, kf.CreationPolicyOrphan, kf.CreationPolicyMerge} {
 			b := &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Name: tc.binder, Namespace: "ns"},

@@ -187,7 +187,8 @@ func TestCreationPolicies(t *testing.T) {
 	t.Run("Merge", func(t *testing.T) {
 		ns := newNamespace(t, nil)
 		vc, cred := connectionFor(ns, "keyway", "keyway")
-		theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared", Labels: map[string]string{"team": "web"}},
+		theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared", Labels: map[string]string{"team": "web"},
+			Annotations: map[string]string{kf.AnnotationAllowMerge: "true"}},
 			Data: map[string][]byte{"THEIRS": []byte("keep")}}
 		b := bindingFor(ns, "app", "keyway", "keyway")
 		b.Spec.Target = kf.TargetSpec{Name: "shared", CreationPolicy: kf.CreationPolicyMerge}

@@ -8,6 +8,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/internal/devvault"
@@ -99,5 +105,71 @@ func TestHostileTemplatesDoNotPinWorkers(t *testing.T) {
 			t.Fatalf("%s: message %q", b.Name, msg)
 		}
 	}
+	stillServing(t)
+}
+
+// Merge writes only into a Secret whose owner opted in, never takes a key another manager
+// holds, and a binding whose cleanup the API refuses does not stay Terminating.
+func TestMergeNeedsConsentAndTakesNoKeyOver(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, nil)
+	vc, cred := connectionFor(ns, "keyway", "keyway")
+	mustCreate(t, cred, vc)
+	tls := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ingress-tls"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"tls.crt": []byte("CERT"), "tls.key": []byte("KEY")}}
+	mustCreate(t, tls)
+
+	// No consent: TargetConflict, nothing written.
+	b := bindingFor(ns, "steal", "keyway", "keyway")
+	b.Spec.Keys = &kf.KeySelector{Include: []string{"^DB_PASS$"}}
+	b.Spec.Rename = map[string]kf.SecretKeyName{"DB_PASS": "tls.crt"}
+	b.Spec.Target = kf.TargetSpec{Name: "ingress-tls", CreationPolicy: kf.CreationPolicyMerge}
+	mustCreate(t, b)
+	got := waitReason(t, b, kf.ReasonTargetConflict)
+	if msg := readyCondition(got.Status.Conditions).Message; !strings.Contains(msg, kf.AnnotationAllowMerge) {
+		t.Fatalf("message %q does not say how to consent", msg)
+	}
+	if s := getSecret(t, ns, "ingress-tls"); string(s.Data["tls.crt"]) != "CERT" {
+		t.Fatal("tls.crt was overwritten without consent")
+	}
+
+	// Consent, but the key is another manager's: still refused, naming the key.
+	s := getSecret(t, ns, "ingress-tls")
+	s.Annotations = map[string]string{kf.AnnotationAllowMerge: "true"}
+	if err := k8s.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	refresh(t, b, "consented")
+	eventually(t, 10*time.Second, "conflict naming tls.crt", func() (bool, string) {
+		c := readyCondition(getBinding(t, b).Status.Conditions)
+		return c != nil && c.Reason == kf.ReasonTargetConflict && strings.Contains(c.Message, "key tls.crt"), fmt.Sprint(c)
+	})
+	if s := getSecret(t, ns, "ingress-tls"); string(s.Data["tls.crt"]) != "CERT" {
+		t.Fatal("tls.crt was taken over from its manager")
+	}
+	if err := k8s.Delete(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "binding gone", func() (bool, string) {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(b), &kf.SecretBinding{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+
+	// A new key into a consenting Secret works and goes with the binding.
+	add := bindingFor(ns, "add", "keyway", "keyway")
+	add.Spec.Keys = &kf.KeySelector{Include: []string{"^DB_USER$"}}
+	add.Spec.Target = kf.TargetSpec{Name: "ingress-tls", CreationPolicy: kf.CreationPolicyMerge}
+	mustCreate(t, add)
+	waitReason(t, add, kf.ReasonSynced)
+	if s := getSecret(t, ns, "ingress-tls"); string(s.Data["DB_USER"]) != "app" || string(s.Data["tls.crt"]) != "CERT" {
+		t.Fatalf("merged keys %v", keysOf(s.Data))
+	}
+	if err := k8s.Delete(ctx, add); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "merged key removed", func() (bool, string) {
+		s := getSecret(t, ns, "ingress-tls")
+		return s.Data["DB_USER"] == nil && string(s.Data["tls.crt"]) == "CERT", fmt.Sprint(keysOf(s.Data))
+	})
 	stillServing(t)
 }

@@ -67,6 +67,9 @@ const (
 	// binding's name, shortened with a hash when over 63 characters. The operator caches
 	// and watches only Secrets with this label.
 	LabelBinding = "keyferry.dev/binding"
+	// AnnotationAllowMerge: "true" on a Secret lets SecretBindings with creationPolicy
+	// Merge write their keys into it. Without it, a Merge is a TargetConflict.
+	AnnotationAllowMerge = "keyferry.dev/allow-merge"
 	// FieldManager is the server-side apply field manager of every write keyferry makes.
 	FieldManager = "keyferry"
 	// FinalizerSignout lets a deleted connection sign its session out first.

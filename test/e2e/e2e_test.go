@@ -216,6 +216,7 @@ func TestDeletingBindingsFollowsCreationPolicy(t *testing.T) {
 	}
 	// Merge: only the binding's keys go.
 	kubectl(t, "create", "secret", "generic", "app-config", "-n", "demo", "--from-literal=OWN=mine")
+	kubectl(t, "annotate", "secret", "app-config", "-n", "demo", "keyferry.dev/allow-merge=true")
 	merge := `apiVersion: keyferry.dev/v1alpha1
 kind: SecretBinding
 metadata: {name: merged, namespace: demo}
