@@ -5,11 +5,15 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -27,7 +31,9 @@ import (
 // in the registry, keeps its session alive where it logs in, and reports what it knows in
 // status.
 type ConnectionReconciler struct {
-	Client   client.Client
+	Client client.Client
+	// Credentials reads the Secrets labelled keyferry.dev/credentials=true.
+	Credentials client.Reader
 	Registry *vault.Registry
 	Clock    clock.PassiveClock
 	Recorder events.EventRecorder
@@ -39,6 +45,9 @@ type ConnectionReconciler struct {
 	Wake <-chan event.GenericEvent
 	// Workers is the number of concurrent reconciles.
 	Workers int
+
+	// credentialsCache is watched so that a changed credential wakes its connections.
+	credentialsCache cache.Cache
 }
 
 // Reconcile handles one connection.
@@ -79,7 +88,7 @@ func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 // are returned.
 func (r *ConnectionReconciler) observe(ctx context.Context, conn kf.Connection, id string) (connectionObservation, error) {
 	obs := connectionObservation{generation: conn.GetGeneration(), now: r.Clock.Now(), login: conn.ConnectionSpec().Auth.Login != nil}
-	cfg, err := vaultConfig(ctx, r.Client, conn.ConnectionSpec(), conn.SecretNamespace)
+	cfg, err := vaultConfig(ctx, r.Credentials, conn.ConnectionSpec(), conn.SecretNamespace)
 	var c *vault.Client
 	if err == nil {
 		c, err = r.Registry.Client(id, cfg)
@@ -150,5 +159,53 @@ func (r *ConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Wake != nil {
 		b = b.WatchesRawSource(source.Channel(r.Wake, &handler.EnqueueRequestForObject{}))
 	}
+	if r.credentialsCache != nil {
+		if err := mgr.GetFieldIndexer().IndexField(context.Background(), obj, credentialsIndex, credentialKeys); err != nil {
+			return err
+		}
+		b = b.WatchesRawSource(source.Kind(r.credentialsCache, client.Object(&corev1.Secret{}),
+			handler.EnqueueRequestsFromMapFunc(r.secretToConnections)))
+	}
 	return b.Complete(r)
+}
+
+// credentialsIndex indexes connections by the Secrets they read ("namespace/name").
+const credentialsIndex = "credentials"
+
+// credentialKeys lists the Secrets a connection reads, as "namespace/name".
+func credentialKeys(o client.Object) []string {
+	conn := o.(kf.Connection)
+	spec := conn.ConnectionSpec()
+	var refs [][2]string // namespace field, name
+	if r := spec.CABundleSecretRef; r != nil {
+		refs = append(refs, [2]string{r.Namespace, r.Name})
+	}
+	switch a := spec.Auth; {
+	case a.Bearer != nil:
+		refs = append(refs, [2]string{a.Bearer.SecretRef.Namespace, a.Bearer.SecretRef.Name})
+	case a.APIKey != nil:
+		refs = append(refs, [2]string{a.APIKey.SecretRef.Namespace, a.APIKey.SecretRef.Name})
+	case a.Login != nil:
+		refs = append(refs, [2]string{a.Login.SecretRef.Namespace, a.Login.SecretRef.Name})
+	}
+	keys := make([]string, 0, len(refs))
+	for _, r := range refs {
+		keys = append(keys, conn.SecretNamespace(r[0])+"/"+r[1])
+	}
+	return keys
+}
+
+// secretToConnections maps a credentials Secret to the connections of this kind that
+// read it.
+func (r *ConnectionReconciler) secretToConnections(ctx context.Context, s client.Object) []ctrl.Request {
+	list := kf.NewConnectionList(r.Kind).(client.ObjectList)
+	if err := r.Client.List(ctx, list, client.MatchingFields{credentialsIndex: s.GetNamespace() + "/" + s.GetName()}); err != nil {
+		return nil
+	}
+	var reqs []ctrl.Request
+	_ = meta.EachListItem(list, func(o runtime.Object) error {
+		reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(o.(client.Object))})
+		return nil
+	})
+	return reqs
 }

@@ -102,6 +102,9 @@ func secretKey(ctx context.Context, reader client.Reader, namespace, name, key s
 		}
 		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
 	}
+	if s.Labels[kf.LabelCredentials] != "true" {
+		return nil, stalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s is not labelled %s=true; label it to let keyferry use it as credentials", namespace, name, kf.LabelCredentials)
+	}
 	v, ok := s.Data[key]
 	if !ok || len(v) == 0 {
 		return nil, stalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s has no key %q", namespace, name, key)

@@ -2,8 +2,10 @@
 package controllers
 
 import (
+	"context"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -37,6 +39,10 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.CredentialsPollInterval <= 0 {
 		opts.CredentialsPollInterval = 10 * time.Second
 	}
+	creds, err := newCredentialsCache(mgr)
+	if err != nil {
+		return err
+	}
 	wakeVC := make(chan event.GenericEvent, 64)
 	wakeCVC := make(chan event.GenericEvent, 64)
 	for _, r := range []*ConnectionReconciler{
@@ -44,6 +50,8 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		{Kind: kf.ConnectionKindCluster, Wake: wakeCVC},
 	} {
 		r.Client, r.Registry, r.Clock = mgr.GetClient(), opts.Registry, opts.Clock
+		r.Credentials = credentialReader{cache: creds, live: mgr.GetAPIReader()}
+		r.credentialsCache = creds
 		r.Recorder = mgr.GetEventRecorder("keyferry")
 		r.PollInterval, r.Workers = opts.CredentialsPollInterval, opts.ConnectionWorkers
 		if err := r.SetupWithManager(mgr); err != nil {
@@ -80,6 +88,45 @@ func CacheOptions() cache.Options {
 		// reads them (it writes with server-side apply).
 		DefaultTransform: cache.TransformStripManagedFields(),
 	}
+}
+
+// credentialsCache holds only the Secrets labelled keyferry.dev/credentials=true: the
+// connections read their credentials from it and are woken by its watch, so rotation
+// takes effect at once and costs no API call per connection.
+func newCredentialsCache(mgr ctrl.Manager) (cache.Cache, error) {
+	sel := labels.SelectorFromSet(labels.Set{kf.LabelCredentials: "true"})
+	c, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+		ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: sel}},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Added as a cache, the manager starts and syncs it before any controller.
+	return c, mgr.Add(cacheRunnable{c})
+}
+
+type cacheRunnable struct{ cache.Cache }
+
+func (c cacheRunnable) GetCache() cache.Cache { return c.Cache }
+
+// credentialReader reads credentials from the labelled cache; on a miss it reads live
+// once, to tell a missing Secret from one that is not labelled (which keyferry refuses).
+type credentialReader struct {
+	cache, live client.Reader
+}
+
+func (c credentialReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	err := c.cache.Get(ctx, key, obj, opts...)
+	if apierrors.IsNotFound(err) {
+		return c.live.Get(ctx, key, obj, opts...)
+	}
+	return err
+}
+
+func (c credentialReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return c.cache.List(ctx, list, opts...)
 }
 
 // ClientOptions make the default client read Secrets live (credentials and CA bundles:

@@ -182,7 +182,8 @@ func mustCreate(t *testing.T, objs ...client.Object) {
 }
 
 func credentials(ns, name string, data map[string]string) *corev1.Secret {
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+		Labels: map[string]string{kf.LabelCredentials: "true"}}, StringData: data}
 	return s
 }
 

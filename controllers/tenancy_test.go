@@ -173,3 +173,47 @@ func TestMergeNeedsConsentAndTakesNoKeyOver(t *testing.T) {
 	})
 	stillServing(t)
 }
+
+// A connection cannot turn an ordinary Secret of its namespace into a credential sent to a
+// URL of the user's choice: only Secrets labelled keyferry.dev/credentials=true serve.
+func TestOnlyLabelledSecretsServeAsCredentials(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, nil)
+	// Another tool's Secret: the attacker names it as an API key to send to their URL.
+	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-root"},
+		StringData: map[string]string{"password": canaryPassword}}
+	mustCreate(t, other)
+	vc, _ := connectionFor(ns, "exfil", "stash")
+	vc.Spec.Auth.APIKey.SecretRef = kf.SecretKeyReference{Name: "db-root", Key: "password"}
+	mustCreate(t, vc)
+	got := waitConnReason(t, vc, kf.ReasonCredentialsNotFound)
+	if msg := readyCondition(got.Status.Conditions).Message; !strings.Contains(msg, kf.LabelCredentials) {
+		t.Fatalf("message %q does not say which label to add", msg)
+	}
+	// The CA bundle path is guarded the same way.
+	ca, cred := connectionFor(ns, "ca", "keyway")
+	ca.Spec.CABundleSecretRef = &kf.SecretKeyReference{Name: "db-root", Key: "password"}
+	mustCreate(t, cred, ca)
+	waitConnReason(t, ca, kf.ReasonCredentialsNotFound)
+
+	// Its owner labels it: the connection picks it up without any change of its own.
+	s := getSecret(t, ns, "db-root")
+	s.Labels = map[string]string{kf.LabelCredentials: "true"}
+	if err := k8s.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "labelled credential accepted", func() (bool, string) {
+		c := readyCondition(getConnection(t, vc).Status.Conditions)
+		return c != nil && c.Reason != kf.ReasonCredentialsNotFound, fmt.Sprint(c)
+	})
+	stillServing(t)
+}
+
+func getConnection(t *testing.T, vc *kf.VaultConnection) *kf.VaultConnection {
+	t.Helper()
+	got := &kf.VaultConnection{}
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(vc), got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}

@@ -67,6 +67,10 @@ const (
 	// binding's name, shortened with a hash when over 63 characters. The operator caches
 	// and watches only Secrets with this label.
 	LabelBinding = "keyferry.dev/binding"
+	// LabelCredentials: "true" on a Secret lets connections use it as credentials or a CA
+	// bundle. Without it keyferry refuses to read it (CredentialsNotFound), so creating a
+	// connection does not amount to reading every Secret of the namespace.
+	LabelCredentials = "keyferry.dev/credentials"
 	// AnnotationAllowMerge: "true" on a Secret lets SecretBindings with creationPolicy
 	// Merge write their keys into it. Without it, a Merge is a TargetConflict.
 	AnnotationAllowMerge = "keyferry.dev/allow-merge"

@@ -76,6 +76,14 @@ func NewConnection(kind ConnectionKind, namespace, name string) Connection {
 	return &VaultConnection{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
 }
 
+// NewConnectionList returns an empty list of connections of the given kind.
+func NewConnectionList(kind ConnectionKind) runtime.Object {
+	if kind == ConnectionKindCluster {
+		return &ClusterVaultConnectionList{}
+	}
+	return &VaultConnectionList{}
+}
+
 // ConnectionKind implements Connection.
 func (c *VaultConnection) ConnectionKind() ConnectionKind { return ConnectionKindNamespaced }
 

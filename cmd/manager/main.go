@@ -51,7 +51,7 @@ func main() {
 	flag.IntVar(&o.burst, "kube-api-burst", 1000, "Burst of queries to the Kubernetes API server.")
 	flag.IntVar(&o.connectionWorkers, "connection-workers", 2, "Concurrent reconciles per connection controller.")
 	flag.IntVar(&o.bindingWorkers, "binding-workers", 16, "Concurrent SecretBinding reconciles.")
-	flag.DurationVar(&o.credentialsPoll, "credentials-poll-interval", 10*time.Second, "How often connections read their credentials Secrets again (rotation takes effect within this).")
+	flag.DurationVar(&o.credentialsPoll, "credentials-poll-interval", 10*time.Second, "How often connections look at their credentials and session again (a backstop: changes to Secrets labelled keyferry.dev/credentials=true are watched and take effect at once).")
 	flag.StringVar(&o.egressDeny, "egress-deny-cidrs", vault.DefaultEgressDeny, "Comma-separated CIDRs no provider request may reach (checked on the resolved address, redirects included); empty allows every address. The default denies link-local, loopback, 0.0.0.0/8 and cloud metadata addresses.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)

@@ -233,7 +233,8 @@ func createBindings(ctx context.Context, c client.Client, vaultURL string, p par
 	if err := createNamespace(ctx, c, "bench"); err != nil {
 		return err
 	}
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "token"},
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "token",
+		Labels: map[string]string{kf.LabelCredentials: "true"}},
 		StringData: map[string]string{"token": "kw_live_bench"}}); err != nil {
 		return err
 	}

@@ -29,22 +29,22 @@ metadata: {name: %[1]s}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: keyway-token, namespace: %[1]s}
+metadata: {name: keyway-token, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
 stringData: {token: %[2]s}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: keymint-token, namespace: %[1]s}
+metadata: {name: keymint-token, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
 stringData: {token: %[3]s}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: stash-api-key, namespace: %[1]s}
+metadata: {name: stash-api-key, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
 stringData: {apiKey: %[4]s}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {name: login, namespace: %[1]s}
+metadata: {name: login, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
 stringData: {username: %[5]s, password: %[6]s}
 ---
 apiVersion: keyferry.dev/v1alpha1
