@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"errors"
+	"path"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -53,7 +55,7 @@ func (r *SecretBindingReconciler) connectionClient(ctx context.Context, b *kf.Se
 			return nil, rc, err
 		}
 		if !allowed {
-			return notReady("%s %s does not allow namespace %s (namespaceSelector)", kind, ref.Name, b.Namespace)
+			return nil, rc, stalledErr(kf.ReasonNotAllowed, "%s %s does not allow namespace %s (namespaceSelector)", kind, ref.Name, b.Namespace)
 		}
 	}
 	if !conn.GetDeletionTimestamp().IsZero() {
@@ -103,4 +105,41 @@ func (r *SecretBindingReconciler) wakeConnection(rc resolvedConnection) {
 	case ch <- event.GenericEvent{Object: obj}:
 	default: // a wake-up is already queued
 	}
+}
+
+// lentTarget is what the binding reads through conn: its vault and environment, with the
+// binding's own request or else the connection's. A ClusterVaultConnection lends its
+// credential only for the vaults and environments it allows, and with its own request
+// unless it lets bindings set theirs.
+func lentTarget(conn kf.Connection, b *kf.SecretBinding) (vault.Target, error) {
+	rq := b.Spec.Request
+	if cvc, ok := conn.(*kf.ClusterVaultConnection); ok {
+		lend := cvc.Spec
+		switch {
+		case !globsAllow(lend.AllowedVaults, b.Spec.Vault, b.Namespace):
+			return vault.Target{}, stalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend vault %q to namespace %s (allowedVaults)", cvc.Name, b.Spec.Vault, b.Namespace)
+		case !globsAllow(lend.AllowedEnvironments, b.Spec.Environment, b.Namespace):
+			return vault.Target{}, stalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend environment %q to namespace %s (allowedEnvironments)", cvc.Name, b.Spec.Environment, b.Namespace)
+		case rq != nil && !lend.AllowBindingRequest:
+			return vault.Target{}, stalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not let bindings set their own request (allowBindingRequest); remove spec.request to use the connection's", cvc.Name)
+		}
+	}
+	if rq == nil {
+		rq = conn.ConnectionSpec().Request
+	}
+	return vaultTarget(b, rq), nil
+}
+
+// globsAllow says whether value matches one of patterns ({namespace} replaced by the
+// binding's namespace); no patterns allow everything, a malformed one matches nothing.
+func globsAllow(patterns []string, value, namespace string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, err := path.Match(strings.ReplaceAll(p, "{namespace}", namespace), value); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }

@@ -92,6 +92,10 @@ func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding,
 	if err != nil {
 		return o.failed(err)
 	}
+	target, err := lentTarget(conn.conn, b)
+	if err != nil {
+		return o.failed(err)
+	}
 	current, err := r.target.current(ctx, b)
 	if err != nil {
 		return o.failed(err)
@@ -104,7 +108,7 @@ func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding,
 	if o.refresh != "" {
 		maxAge = 0
 	}
-	snap, err := c.Fetch(ctx, vaultTarget(b), maxAge)
+	snap, err := c.Fetch(ctx, target, maxAge)
 	if err != nil {
 		if reason := vault.ReasonOf(err); reason == vault.ReasonUnauthorized || reason == vault.ReasonForbidden {
 			r.wakeConnection(conn)

@@ -10,9 +10,10 @@ import (
 
 // Translations of a binding's spec into the plain inputs of internal packages.
 
-func vaultTarget(b *kf.SecretBinding) vault.Target {
+// vaultTarget is what the binding reads, with the request rq (nil: the native endpoint).
+func vaultTarget(b *kf.SecretBinding, rq *kf.RequestSpec) vault.Target {
 	t := vault.Target{Vault: b.Spec.Vault, Environment: b.Spec.Environment}
-	if rq := b.Spec.Request; rq != nil {
+	if rq != nil {
 		t.Request = &vault.PullRequest{Method: rq.Method, Path: rq.Path, Body: rq.Body,
 			Format: vault.Format(rq.Format), DataPath: rq.DataPath}
 	}

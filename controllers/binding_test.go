@@ -257,7 +257,7 @@ func TestNamespaceIsolation(t *testing.T) {
 			mustCreate(t, b)
 		}
 		waitReason(t, &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: allowed, Name: "app"}}, kf.ReasonSynced)
-		got := waitReason(t, &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: denied, Name: "app"}}, kf.ReasonConnectionNotReady)
+		got := waitReason(t, &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: denied, Name: "app"}}, kf.ReasonNotAllowed)
 		if !strings.Contains(readyCondition(got.Status.Conditions).Message, "does not allow namespace") {
 			t.Fatalf("message %q", readyCondition(got.Status.Conditions).Message)
 		}

@@ -56,8 +56,8 @@ func deletionPredicate() predicate.Predicate {
 	}}
 }
 
-// readinessChanged passes connection updates that change its Ready status or reason, and
-// deletions.
+// readinessChanged passes connection updates that change its Ready status or reason or
+// its spec (what it lends), and deletions.
 func readinessChanged() predicate.Predicate {
 	return predicate.Funcs{
 		CreateFunc: func(event.CreateEvent) bool { return true },
@@ -66,7 +66,7 @@ func readinessChanged() predicate.Predicate {
 			if !e.ObjectNew.GetDeletionTimestamp().IsZero() {
 				return true
 			}
-			return readyKey(e.ObjectOld) != readyKey(e.ObjectNew)
+			return e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() || readyKey(e.ObjectOld) != readyKey(e.ObjectNew)
 		},
 	}
 }

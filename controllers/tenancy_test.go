@@ -217,3 +217,74 @@ func getConnection(t *testing.T, vc *kf.VaultConnection) *kf.VaultConnection {
 	}
 	return got
 }
+
+// A ClusterVaultConnection lends the admin's credential only for the vaults and
+// environments it names, with the admin's request unless it lets bindings set their own,
+// and only to namespaces its selector matches.
+func TestClusterConnectionLendsOnlyWhatItAllows(t *testing.T) {
+	ctx := context.Background()
+	credNS := newNamespace(t, nil)
+	mustCreate(t, credentials(credNS, "kw", map[string]string{"token": canaryKeymint}))
+	name := "lend-" + credNS
+	cvc := &kf.ClusterVaultConnection{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: kf.ClusterVaultConnectionSpec{
+		VaultConnectionSpec: kf.VaultConnectionSpec{Provider: kf.ProviderKeymint, URL: vaultURL + "/keymint", AllowInsecureHTTP: true,
+			Auth:    kf.AuthSpec{Bearer: &kf.BearerAuth{SecretRef: kf.SecretKeyReference{Name: "kw", Namespace: credNS, Key: "token"}}},
+			Request: &kf.RequestSpec{Path: "/key?productId={vault}&licenseKey={environment}", DataPath: "data.license"}},
+		NamespaceSelector:   &metav1.LabelSelector{MatchLabels: map[string]string{"lend": credNS}},
+		AllowedVaults:       []string{"acme/{namespace}"},
+		AllowedEnvironments: []string{"prod*"},
+	}}
+	mustCreate(t, cvc)
+	t.Cleanup(func() { _ = k8s.Delete(ctx, cvc) })
+	tenant := newNamespace(t, map[string]string{"lend": credNS})
+	dev.SetSecret("acme/"+tenant, "production", "OWN", "1")
+
+	bind := func(name, vaultName, env string, rq *kf.RequestSpec) *kf.SecretBinding {
+		b := &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: name}, Spec: kf.SecretBindingSpec{
+			ConnectionRef: kf.ConnectionReference{Name: cvc.Name, Kind: kf.ConnectionKindCluster},
+			Vault:         vaultName, Environment: env, Request: rq}}
+		mustCreate(t, b)
+		t.Cleanup(func() { _ = k8s.Delete(ctx, b) })
+		return b
+	}
+	// Its own vault, the admin's request: synced.
+	own := bind("own", "acme/"+tenant, "production", nil)
+	waitReason(t, own, kf.ReasonSynced)
+	if s := getSecret(t, tenant, "own"); string(s.Data["OWN"]) != "1" {
+		t.Fatalf("keys %v", keysOf(s.Data))
+	}
+	for _, tc := range []struct {
+		name, vault, env string
+		rq               *kf.RequestSpec
+		msg              string
+	}{
+		{"other-vault", "acme/payments", "production", nil, "allowedVaults"},
+		{"other-env", "acme/" + tenant, "staging", nil, "allowedEnvironments"},
+		{"own-request", "acme/" + tenant, "production", &kf.RequestSpec{Path: "/key?productId=acme/payments&licenseKey=production", DataPath: "data.license"}, "allowBindingRequest"},
+	} {
+		got := waitReason(t, bind(tc.name, tc.vault, tc.env, tc.rq), kf.ReasonNotAllowed)
+		if msg := readyCondition(got.Status.Conditions).Message; !strings.Contains(msg, tc.msg) {
+			t.Fatalf("%s: message %q does not name %s", tc.name, msg, tc.msg)
+		}
+		if !secretGone(tenant, tc.name) {
+			t.Fatalf("%s: a Secret was written", tc.name)
+		}
+	}
+	// The admin lets bindings choose the request: now it is theirs to set.
+	fresh := &kf.ClusterVaultConnection{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(cvc), fresh); err != nil {
+		t.Fatal(err)
+	}
+	fresh.Spec.AllowBindingRequest = true
+	if err := k8s.Update(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	waitReason(t, &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "own-request"}}, kf.ReasonSynced)
+	// The connection's own request: the binding in a namespace outside the selector.
+	outside := newNamespace(t, nil)
+	b := &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: outside, Name: "app"}, Spec: kf.SecretBindingSpec{
+		ConnectionRef: kf.ConnectionReference{Name: cvc.Name, Kind: kf.ConnectionKindCluster}, Vault: "acme/" + outside, Environment: "production"}}
+	mustCreate(t, b)
+	waitReason(t, b, kf.ReasonNotAllowed)
+	stillServing(t)
+}

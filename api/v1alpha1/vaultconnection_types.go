@@ -191,6 +191,12 @@ type VaultConnectionSpec struct {
 	// keystash: 5 per 1s).
 	// +optional
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+	// request is the request its bindings use to read an environment when they set none:
+	// the connection's owner, not each binding, decides the endpoint. Same fields and
+	// placeholders as a binding's request. Without it, bindings use the provider's native
+	// endpoint (keyway) or their own request.
+	// +optional
+	Request *RequestSpec `json:"request,omitempty"`
 	// requestTimeout bounds every request to the provider. Defaults to 10s.
 	// +optional
 	// +kubebuilder:validation:Type=string
@@ -258,6 +264,24 @@ type ClusterVaultConnectionSpec struct {
 	// connection. An empty selector matches every namespace; when omitted, none may.
 	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// allowedVaults are glob patterns (shell syntax: * and ? do not cross a /, [a-z]
+	// classes) a binding's vault must match; {namespace} stands for the binding's
+	// namespace, e.g. "acme/{namespace}-*". Empty allows every vault.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
+	AllowedVaults []string `json:"allowedVaults,omitempty"`
+	// allowedEnvironments are glob patterns, as allowedVaults, a binding's environment
+	// must match. Empty allows every environment.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	AllowedEnvironments []string `json:"allowedEnvironments,omitempty"`
+	// allowBindingRequest lets bindings set their own request (method, path and body on
+	// this connection's host, with its credential). Off by default: bindings then use
+	// spec.request or the provider's native endpoint.
+	// +optional
+	AllowBindingRequest bool `json:"allowBindingRequest,omitempty"`
 }
 
 // ClusterVaultConnection is a cluster-scoped VaultConnection that SecretBindings in the
