@@ -3,11 +3,14 @@ package vault
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -134,7 +137,7 @@ func (c *Client) sendOnce(ctx context.Context, op string, req *http.Request) (*r
 	if err := c.wait(ctx, op); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(withOp(ctx, op), c.cfg.RequestTimeout)
 	defer cancel()
 	req = req.WithContext(ctx)
 	req.Header.Set("User-Agent", version.UserAgent())
@@ -236,17 +239,33 @@ func (c *Client) observe(op string, status int) {
 	}
 }
 
-// redact removes any credential that a provider echoed back into its error text.
+// redact removes any credential that a provider echoed back into its error text, as it
+// is or URL-, JSON- or base64-encoded.
 func (c *Client) redact(e *Error) *Error {
-	for _, s := range c.cfg.secrets() {
-		e.Message = strings.ReplaceAll(e.Message, s, "[redacted]")
-	}
+	secrets := c.cfg.secrets()
 	if c.session != nil {
 		if tok := c.session.current(); len(tok) >= 4 {
-			e.Message = strings.ReplaceAll(e.Message, tok, "[redacted]")
+			secrets = append(secrets, tok)
+		}
+	}
+	for _, s := range secrets {
+		for _, form := range encodedForms(s) {
+			e.Message = strings.ReplaceAll(e.Message, form, "[redacted]")
 		}
 	}
 	return e
+}
+
+// encodedForms are the ways a provider may echo s: verbatim, URL query or path escaped,
+// JSON escaped, base64 (standard and URL alphabets, padded or not). Longest first, so a
+// form is never left half replaced.
+func encodedForms(s string) []string {
+	j, _ := json.Marshal(s)
+	forms := []string{s, url.QueryEscape(s), url.PathEscape(s), string(j[1 : len(j)-1]),
+		base64.StdEncoding.EncodeToString([]byte(s)), base64.RawStdEncoding.EncodeToString([]byte(s)),
+		base64.URLEncoding.EncodeToString([]byte(s)), base64.RawURLEncoding.EncodeToString([]byte(s))}
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	return slices.Compact(forms)
 }
 
 // newRequest builds a request for path (URL text, which may hold a query) below the base

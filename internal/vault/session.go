@@ -33,6 +33,9 @@ type session struct {
 	lastErr  error
 	failedAt time.Time
 	failures int
+	// A failed refresh falls back to the still-valid token; it is retried with backoff.
+	refreshRetry    time.Time
+	refreshFailures int
 }
 
 // current returns the token held now (for redaction only).
@@ -54,6 +57,9 @@ func (s *session) info() TokenInfo {
 	ti := TokenInfo{ObtainedAt: s.obtained, ExpiresAt: s.expires}
 	if s.refreshable() && s.tok != "" {
 		ti.RenewAt = renewAt(s.obtained, s.expires)
+		if s.refreshRetry.After(ti.RenewAt) {
+			ti.RenewAt = s.refreshRetry
+		}
 	}
 	return ti
 }
@@ -89,7 +95,7 @@ func renewAt(obtained, expires time.Time) time.Time {
 func (s *session) token(ctx context.Context) (string, error) {
 	s.mu.Lock()
 	now := s.c.cfg.Clock.Now()
-	if s.tok != "" && now.Before(renewAt(s.obtained, s.expires)) {
+	if s.tok != "" && (now.Before(renewAt(s.obtained, s.expires)) || (now.Before(s.expires) && now.Before(s.refreshRetry))) {
 		tok := s.tok
 		s.mu.Unlock()
 		return tok, nil
@@ -137,11 +143,20 @@ func (s *session) renew(ctx context.Context) (string, error) {
 			return tok, nil
 		}
 		if ReasonOf(err) != ReasonUnauthorized {
-			// The old token still works for a while: keep it rather than fail callers.
+			// The old token still works for a while: keep it rather than fail callers, and
+			// try the refresh again after a backoff.
+			s.mu.Lock()
+			s.refreshFailures++
+			s.refreshRetry = s.c.cfg.Clock.Now().Add(backoff.Default.After(s.refreshFailures))
+			s.mu.Unlock()
 			return old, nil
 		}
 	}
-	return s.exchange(ctx, "login", s.loginRequest)
+	tok, err := s.exchange(ctx, "login", s.loginRequest)
+	if err != nil {
+		return "", s.fail(err)
+	}
+	return tok, nil
 }
 
 func (s *session) loginRequest() (*http.Request, error) {
@@ -162,7 +177,7 @@ func (s *session) loginRequest() (*http.Request, error) {
 func (s *session) exchange(ctx context.Context, op string, build func() (*http.Request, error)) (string, error) {
 	req, err := build()
 	if err != nil {
-		return "", s.fail(&Error{Reason: ReasonInvalidConfig, Op: op, Message: "cannot build request: " + sanitize(err.Error())})
+		return "", &Error{Reason: ReasonInvalidConfig, Op: op, Message: "cannot build request: " + sanitize(err.Error())}
 	}
 	resp, err := s.c.send(ctx, op, req)
 	if err != nil {
@@ -170,12 +185,12 @@ func (s *session) exchange(ctx context.Context, op string, build func() (*http.R
 			// A login refused with 403 is a credentials problem, whatever the vendor's code.
 			ve.Reason = ReasonUnauthorized
 		}
-		return "", s.fail(err)
+		return "", err
 	}
 	tok, fromCookie, expiresIn := s.extract(resp)
 	if tok == "" {
-		return "", s.fail(&Error{Reason: ReasonInvalidResponse, Op: op, StatusCode: resp.status,
-			Message: "no token in the response (field " + s.c.cfg.Login.TokenField + cookieHint(s.c.cfg.Login.TokenCookie) + ")"})
+		return "", &Error{Reason: ReasonInvalidResponse, Op: op, StatusCode: resp.status,
+			Message: "no token in the response (field " + s.c.cfg.Login.TokenField + cookieHint(s.c.cfg.Login.TokenCookie) + ")"}
 	}
 	now := s.c.cfg.Clock.Now()
 	expires := now.Add(s.c.cfg.Login.TTL)
@@ -187,6 +202,7 @@ func (s *session) exchange(ctx context.Context, op string, build func() (*http.R
 	s.mu.Lock()
 	s.tok, s.cookie, s.obtained, s.expires = tok, fromCookie, now, expires
 	s.lastErr, s.failures = nil, 0
+	s.refreshRetry, s.refreshFailures = time.Time{}, 0
 	s.mu.Unlock()
 	return tok, nil
 }

@@ -56,7 +56,14 @@ func newHTTPClient(cfg Config) (*http.Client, error) {
 			if req.URL.Scheme != "https" && !cfg.AllowInsecureHTTP {
 				return fmt.Errorf("refused a redirect to plain %s", req.URL.Scheme)
 			}
+			if resp := req.Response; resp != nil && (resp.StatusCode == http.StatusTemporaryRedirect || resp.StatusCode == http.StatusPermanentRedirect) && via[0].ContentLength != 0 {
+				// 307/308 re-send the body: a login's body is the password.
+				return &redirectRefusedError{reason: fmt.Sprintf("refused an HTTP %d redirect that would send the request body again", resp.StatusCode)}
+			}
 			if req.URL.Host != via[0].URL.Host {
+				if op := opOf(req.Context()); op == "login" || op == "refresh" || op == "signout" {
+					return &redirectRefusedError{reason: "refused a redirect to another host during " + op}
+				}
 				for _, h := range credentialHeaders {
 					req.Header.Del(h)
 				}
@@ -64,6 +71,21 @@ func newHTTPClient(cfg Config) (*http.Client, error) {
 			return nil
 		},
 	}, nil
+}
+
+// redirectRefusedError is a redirect keyferry's policy refused to follow.
+type redirectRefusedError struct{ reason string }
+
+func (e *redirectRefusedError) Error() string { return e.reason }
+
+type opKey struct{}
+
+// withOp records which operation a request performs, for the redirect policy.
+func withOp(ctx context.Context, op string) context.Context { return context.WithValue(ctx, opKey{}, op) }
+
+func opOf(ctx context.Context) string {
+	op, _ := ctx.Value(opKey{}).(string)
+	return op
 }
 
 // readCapped reads at most limit bytes; a longer body is an error, not an allocation.
@@ -89,9 +111,12 @@ func transportError(op string, err error, ctx context.Context) *Error {
 	var recErr tls.RecordHeaderError
 	var dnsErr *net.DNSError
 	var denied *EgressDeniedError
+	var redirect *redirectRefusedError
 	switch {
 	case errors.As(err, &denied):
 		e.Reason, e.Message = ReasonNotAllowed, denied.Error()
+	case errors.As(err, &redirect):
+		e.Reason, e.Message = ReasonNotAllowed, redirect.Error()
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
 		e.Message = "request canceled"
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
