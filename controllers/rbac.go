@@ -1,12 +1,16 @@
 package controllers
 
 // Least privilege: keyferry's own kinds, Secrets (credentials read, managed Secrets
-// written) and Events. No access to Pods, ConfigMaps or anything else.
+// written) and Events, with exactly the verbs the code calls. Secrets: get/list/watch for
+// the caches and live reads, create for new targets, patch for server-side apply and for
+// removing hand-added keys; never update or delete (Owner Secrets go through garbage
+// collection). Its own kinds are patched, never updated; finalizers/update lets Owner
+// Secrets carry blockOwnerDeletion.
 //
-// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections;clustervaultconnections;secretbindings,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/status;clustervaultconnections/status;secretbindings/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections;clustervaultconnections;secretbindings,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/status;clustervaultconnections/status;secretbindings/status,verbs=get;patch
 // +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/finalizers;clustervaultconnections/finalizers;secretbindings/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
