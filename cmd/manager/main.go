@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
@@ -34,6 +35,7 @@ type options struct {
 	connectionWorkers, bindingWorkers int
 	credentialsPoll                   time.Duration
 	egressDeny                        string
+	metricsSecure                     bool
 }
 
 func main() {
@@ -43,6 +45,7 @@ func main() {
 		defaultNS = "keyferry-system"
 	}
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.BoolVar(&o.metricsSecure, "metrics-secure", false, "Serve metrics over HTTPS, only to clients the API server authenticates and authorizes for GET /metrics (the cluster manifests set it; plain HTTP is for a local run).")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoint (profiling); 0 disables it.")
 	flag.StringVar(&o.namespace, "namespace", defaultNS, "The operator's own namespace (holds the HMAC key Secret and the leader-election lease).")
@@ -82,7 +85,7 @@ func run(o options) error {
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                 metricsOptions(o),
 		HealthProbeBindAddress:  o.probeAddr,
 		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
@@ -122,4 +125,16 @@ func run(o options) error {
 	}
 	ctrl.Log.WithName("setup").Info("starting manager", "version", version.Version, "namespace", o.namespace)
 	return mgr.Start(ctx)
+}
+
+// metricsOptions serves metrics as kubebuilder does: with --metrics-secure, HTTPS (a
+// self-signed certificate unless one is mounted) and every request authenticated and
+// authorized through the API server (TokenReview, SubjectAccessReview).
+func metricsOptions(o options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.metricsAddr}
+	if o.metricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
 }

@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -28,8 +29,7 @@ var stack *localstack.Stack
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
+	root := repoRoot()
 	ctx := context.Background()
 	var err error
 	stack, err = localstack.Start(ctx, localstack.Options{RepoRoot: root,
@@ -55,6 +55,11 @@ func run(m *testing.M) int {
 		}
 	}
 	return code
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 func tail(b []byte, n int) []byte {
@@ -174,8 +179,12 @@ func TestRevokedTokenThenCredentialRotation(t *testing.T) {
 	}
 	const rotated = "at_rotated_demo_token"
 	vaultDebug(t, http.MethodPost, "/debug/token", map[string]string{"token": rotated})
-	manifest := kubectl(t, "create", "secret", "generic", "keymint-token", "-n", "demo",
-		"--from-literal=token="+rotated, "--dry-run=client", "-o", "yaml")
+	// The rotated Secret keeps the label that lets keyferry use it as credentials.
+	manifest := fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: keymint-token, namespace: demo, labels: {keyferry.dev/credentials: "true"}}
+stringData: {token: %s}
+`, rotated)
 	if _, err := stack.KubectlIn(context.Background(), manifest, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
@@ -258,6 +267,67 @@ func TestMetricsAreServed(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// With --metrics-secure (as the cluster manifests run it) the metrics are HTTPS and only
+// for a token the API server authenticates and authorizes for GET /metrics.
+func TestSecureMetricsNeedAnAuthorizedToken(t *testing.T) {
+	stack.StopManager()
+	if err := stack.StartManager("--metrics-secure"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stack.StopManager()
+		if err := stack.StartManager(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	url := strings.Replace(stack.MetricsURL, "http://", "https://", 1)
+	// The manager's certificate is self-signed: the test checks who may read, not the CA.
+	insecure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	get := func(token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		var resp *http.Response
+		var err error
+		for i := 0; i < 50; i++ {
+			if resp, err = insecure.Do(req); err == nil {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if code, _ := get(""); code != http.StatusUnauthorized {
+		t.Fatalf("no token: HTTP %d, want 401", code)
+	}
+	kubectl(t, "create", "serviceaccount", "nobody", "-n", "demo")
+	if code, _ := get(strings.TrimSpace(kubectl(t, "create", "token", "nobody", "-n", "demo"))); code != http.StatusForbidden {
+		t.Fatalf("a token without the metrics-reader role: HTTP %d, want 403", code)
+	}
+	kubectl(t, "create", "serviceaccount", "scraper", "-n", "demo")
+	kubectl(t, "apply", "-f", filepath.Join(repoRoot(), "config", "rbac", "metrics_reader_role.yaml"))
+	kubectl(t, "create", "clusterrolebinding", "scraper-metrics", "--clusterrole=metrics-reader", "--serviceaccount=demo:scraper")
+	token := strings.TrimSpace(kubectl(t, "create", "token", "scraper", "-n", "demo"))
+	var code int
+	var body string
+	for i := 0; i < 20; i++ { // authorization decisions are cached for a moment
+		if code, body = get(token); code == http.StatusOK {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if code != http.StatusOK || !strings.Contains(body, "controller_runtime_reconcile_total") {
+		t.Fatalf("an authorized token: HTTP %d", code)
 	}
 }
 
