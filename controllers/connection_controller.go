@@ -34,10 +34,10 @@ type ConnectionReconciler struct {
 	Client client.Client
 	// Credentials reads the Secrets labelled keyferry.dev/credentials=true.
 	Credentials client.Reader
-	Registry *vault.Registry
-	Clock    clock.PassiveClock
-	Recorder events.EventRecorder
-	Kind     kf.ConnectionKind
+	Registry    *vault.Registry
+	Clock       clock.PassiveClock
+	Recorder    events.EventRecorder
+	Kind        kf.ConnectionKind
 	// PollInterval is how often credentials are read again, so a rotated Secret takes
 	// effect without watching every Secret of the cluster.
 	PollInterval time.Duration

@@ -5,12 +5,12 @@ package render
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strconv"

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"errors"
 	"runtime"
 	"strings"
 	"testing"
@@ -49,7 +50,8 @@ func TestHostileTemplatesAreRefusedOrBounded(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			re, ok := err.(*Error)
+			var re *Error
+			ok := errors.As(err, &re)
 			if !ok || re.TooLarge != tc.tooLarge || !strings.Contains(re.Message, tc.msg) {
 				t.Fatalf("got %v (tooLarge %v), want tooLarge=%v with %q", err, ok && re.TooLarge, tc.tooLarge, tc.msg)
 			}

@@ -81,7 +81,9 @@ func (e *redirectRefusedError) Error() string { return e.reason }
 type opKey struct{}
 
 // withOp records which operation a request performs, for the redirect policy.
-func withOp(ctx context.Context, op string) context.Context { return context.WithValue(ctx, opKey{}, op) }
+func withOp(ctx context.Context, op string) context.Context {
+	return context.WithValue(ctx, opKey{}, op)
+}
 
 func opOf(ctx context.Context) string {
 	op, _ := ctx.Value(opKey{}).(string)
