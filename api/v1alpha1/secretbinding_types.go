@@ -139,7 +139,6 @@ type TargetSpec struct {
 	// (kubernetes.io/service-account-token, bootstrap.kubernetes.io/token) are refused.
 	// +optional
 	// +kubebuilder:default=Opaque
-	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self != 'kubernetes.io/service-account-token' && self != 'bootstrap.kubernetes.io/token'",message="target.type may not be a token-minting type (kubernetes.io/service-account-token, bootstrap.kubernetes.io/token)"
 	Type corev1.SecretType `json:"type,omitempty"`
 	// creationPolicy: Owner (default; the binding owns the Secret), Merge (write only this
