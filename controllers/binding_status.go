@@ -85,6 +85,16 @@ func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time
 // from the actions. A pass that found nothing new returns prev unchanged: steady state
 // writes nothing.
 func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now time.Time) kf.SecretBindingStatus {
+	if o.pending && readyOf(prev.Conditions) == nil {
+		// A new binding says at once that it is in progress (kstatus reads a status
+		// without conditions as Current).
+		st := *prev.DeepCopy()
+		cond := metav1.Condition{Type: kf.ConditionReady, Status: metav1.ConditionUnknown, Reason: kf.ReasonProgressing,
+			Message: "waiting for the connection to be set up", ObservedGeneration: o.generation}
+		setCondition(&st.Conditions, cond, now)
+		setProgress(&st.Conditions, cond, false, now)
+		return st
+	}
 	if o.skipped || o.pending {
 		return prev
 	}
@@ -120,5 +130,6 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 		}
 	}
 	setCondition(&st.Conditions, cond, now)
+	setProgress(&st.Conditions, cond, o.err != nil && o.err.Class == stalled, now)
 	return st
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
@@ -70,7 +71,12 @@ func TestComputeBindingStatus(t *testing.T) {
 	failedFrom := func(prev kf.SecretBindingStatus, gen int64, reason, msg string, retry *metav1.Time) kf.SecretBindingStatus {
 		st := *prev.DeepCopy()
 		st.ObservedGeneration = gen
-		st.Conditions = ready(metav1.ConditionFalse, reason, msg, 2, t0)
+		progress := kf.ConditionReconciling
+		if gen == 2 { // the stalled cases handle the generation
+			progress = kf.ConditionStalled
+		}
+		st.Conditions = append(ready(metav1.ConditionFalse, reason, msg, 2, t0), metav1.Condition{Type: progress,
+			Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: 2, LastTransitionTime: metav1.NewTime(t0)})
 		st.NextSyncTime = timePtr(next)
 		st.RetryAfter = retry
 		return st
@@ -82,7 +88,11 @@ func TestComputeBindingStatus(t *testing.T) {
 		want    kf.SecretBindingStatus
 	}{
 		{"not due: unchanged", synced(1, 3, earlier), syncOutcome{skipped: true, generation: 1}, synced(1, 3, earlier)},
-		{"client pending: unchanged", kf.SecretBindingStatus{}, syncOutcome{pending: true, generation: 1}, kf.SecretBindingStatus{}},
+		{"client pending, first pass: in progress at once", kf.SecretBindingStatus{}, syncOutcome{pending: true, generation: 1}, kf.SecretBindingStatus{
+			Conditions: append(ready(metav1.ConditionUnknown, kf.ReasonProgressing, "waiting for the connection to be set up", 1, t0),
+				metav1.Condition{Type: kf.ConditionReconciling, Status: metav1.ConditionTrue, Reason: kf.ReasonProgressing,
+					Message: "waiting for the connection to be set up", ObservedGeneration: 1, LastTransitionTime: metav1.NewTime(t0)})}},
+		{"client pending later: unchanged", synced(1, 3, earlier), syncOutcome{pending: true, generation: 1}, synced(1, 3, earlier)},
 		{"steady refresh: unchanged (no write)", synced(1, 3, earlier), syncOutcome{generation: 1, keys: 3}, synced(1, 3, earlier)},
 		{"first sync", kf.SecretBindingStatus{}, syncOutcome{generation: 1, keys: 3, wrote: true}, kf.SecretBindingStatus{
 			ObservedGeneration: 1, SyncedKeys: 3, LastSyncTime: timePtr(t0), NextSyncTime: timePtr(next),
@@ -115,5 +125,22 @@ func TestComputeBindingStatus(t *testing.T) {
 	got := computeBindingStatus(prev, syncOutcome{generation: 1, keys: 3}, next, t0.Add(time.Minute))
 	if got.RetryAfter != nil || !isReady(got.Conditions) || !readyOf(got.Conditions).LastTransitionTime.Equal(timePtr(t0.Add(time.Minute))) {
 		t.Errorf("recovery: %+v", got)
+	}
+}
+
+func TestSetProgressFollowsReady(t *testing.T) {
+	var conds []metav1.Condition
+	failed := metav1.Condition{Type: kf.ConditionReady, Status: metav1.ConditionFalse, Reason: kf.ReasonForbidden, Message: "m"}
+	setProgress(&conds, failed, true, t0)
+	if c := meta.FindStatusCondition(conds, kf.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue || c.Reason != kf.ReasonForbidden {
+		t.Fatalf("stalled: %+v", conds)
+	}
+	setProgress(&conds, metav1.Condition{Type: kf.ConditionReady, Status: metav1.ConditionFalse, Reason: kf.ReasonRateLimited}, false, t0)
+	if meta.FindStatusCondition(conds, kf.ConditionStalled) != nil || !meta.IsStatusConditionTrue(conds, kf.ConditionReconciling) {
+		t.Fatalf("waiting: %+v", conds)
+	}
+	setProgress(&conds, metav1.Condition{Type: kf.ConditionReady, Status: metav1.ConditionTrue, Reason: kf.ReasonSynced}, false, t0)
+	if len(conds) != 0 {
+		t.Fatalf("ready: %+v, want neither Reconciling nor Stalled", conds)
 	}
 }

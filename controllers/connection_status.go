@@ -31,9 +31,11 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 	st.ObservedGeneration = o.generation
 	st.RetryAfter = nil
 	cond := metav1.Condition{Type: kf.ConditionReady, ObservedGeneration: o.generation}
+	isStalled := false
 	switch {
 	case o.err != nil:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.err.Reason, o.err.Message
+		isStalled = o.err.Class == stalled
 		if !o.err.RetryAt.IsZero() {
 			st.RetryAfter = timePtr(o.err.RetryAt)
 		}
@@ -42,7 +44,9 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ce.Reason, ce.Message
 		st.RetryAfter = timePtr(ce.RetryAt)
 	case o.outcome.Reason != "" && o.outcome.Reason != vault.ReasonRateLimited:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, conditionReasonOf(o.outcome.Reason).reason, o.outcome.Message
+		m := conditionReasonOf(o.outcome.Reason)
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, m.reason, o.outcome.Message
+		isStalled = m.class == stalled
 	case o.login:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, kf.ReasonAuthenticated, "session token obtained"
 	case o.outcome.At.IsZero():
@@ -58,5 +62,6 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 		st.AuthenticatedTime, st.TokenExpiresAt = nil, nil
 	}
 	setCondition(&st.Conditions, cond, o.now)
+	setProgress(&st.Conditions, cond, isStalled, o.now)
 	return st
 }

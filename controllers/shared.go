@@ -49,6 +49,24 @@ func isReady(conds []metav1.Condition) bool {
 	return r != nil && r.Status == metav1.ConditionTrue
 }
 
+// setProgress keeps kstatus' abnormal-true conditions in step with Ready: Stalled while
+// only a change can help, Reconciling while keyferry works or waits, neither once Ready.
+// Both are removed rather than set False, as kstatus recommends.
+func setProgress(conds *[]metav1.Condition, ready metav1.Condition, isStalled bool, now time.Time) {
+	set, drop := kf.ConditionReconciling, kf.ConditionStalled
+	switch {
+	case ready.Status == metav1.ConditionTrue:
+		meta.RemoveStatusCondition(conds, kf.ConditionReconciling)
+		meta.RemoveStatusCondition(conds, kf.ConditionStalled)
+		return
+	case isStalled:
+		set, drop = kf.ConditionStalled, kf.ConditionReconciling
+	}
+	meta.RemoveStatusCondition(conds, drop)
+	setCondition(conds, metav1.Condition{Type: set, Status: metav1.ConditionTrue, Reason: ready.Reason,
+		Message: ready.Message, ObservedGeneration: ready.ObservedGeneration}, now)
+}
+
 // deletionPredicate passes updates that mark an object for deletion.
 func deletionPredicate() predicate.Predicate {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {

@@ -5,6 +5,14 @@ const (
 	// ConditionReady says whether the object does its job now: a connection can
 	// authenticate, a binding's target Secret holds the vault's current data.
 	ConditionReady = "Ready"
+	// ConditionReconciling (kstatus) is True while keyferry works on the object or waits
+	// for a time the provider or keyferry set: a first sync, a new generation, a
+	// Retry-After, a provider that is down. Absent otherwise.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled (kstatus) is True while the object cannot progress without a change
+	// of spec, credentials or target (Unauthorized, Forbidden, NotFound, InvalidSpec,
+	// TargetConflict, TooLarge, NotAllowed, CredentialsNotFound). Absent otherwise.
+	ConditionStalled = "Stalled"
 )
 
 // Condition reasons. Messages that go with them carry the HTTP status and the provider's

@@ -238,8 +238,10 @@ type SecretBinding struct {
 
 	// spec says which secrets go into which Secret.
 	Spec SecretBindingSpec `json:"spec"`
-	// status is the observed state of the binding.
+	// status is the observed state of the binding. Until keyferry first writes it,
+	// observedGeneration 0 tells kstatus readers the object is in progress.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status SecretBindingStatus `json:"status,omitempty"`
 }
 

@@ -243,8 +243,10 @@ type VaultConnection struct {
 
 	// spec says where the vault is and how to authenticate.
 	Spec VaultConnectionSpec `json:"spec"`
-	// status is the observed state of the connection.
+	// status is the observed state of the connection. Until keyferry first writes it,
+	// observedGeneration 0 tells kstatus readers the object is in progress.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status VaultConnectionStatus `json:"status,omitempty"`
 }
 
@@ -299,8 +301,10 @@ type ClusterVaultConnection struct {
 
 	// spec says where the vault is, how to authenticate and which namespaces may use it.
 	Spec ClusterVaultConnectionSpec `json:"spec"`
-	// status is the observed state of the connection.
+	// status is the observed state of the connection. Until keyferry first writes it,
+	// observedGeneration 0 tells kstatus readers the object is in progress.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status VaultConnectionStatus `json:"status,omitempty"`
 }
 
