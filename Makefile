@@ -6,10 +6,12 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
+HELM_VERSION ?= v3.22.0
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+HELM ?= $(LOCALBIN)/helm
 KUBECTL ?= kubectl
 GO_TEST_FLAGS ?= -race -count=1
 
@@ -27,8 +29,9 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate CRDs and RBAC from the API types and markers.
+manifests: controller-gen ## Generate CRDs and RBAC from the API types and markers (and the chart's CRDs from them).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	hack/chart-crds.sh
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -51,16 +54,16 @@ control-plane: ## Build (once per machine) the local kube-apiserver, etcd and ku
 	@hack/build-control-plane.sh >/dev/null
 
 .PHONY: test
-test: manifests generate fmt vet ## Run all tests, integration tests on a real local apiserver.
-	KUBEBUILDER_ASSETS="$$(hack/build-control-plane.sh)" go test $(GO_TEST_FLAGS) ./...
+test: manifests generate fmt vet helm ## Run all tests, integration tests on a real local apiserver.
+	KUBEBUILDER_ASSETS="$$(hack/build-control-plane.sh)" HELM="$(HELM)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: demo
 demo: ## Run keyferry locally: control plane, dev vault, sample bindings, manager (Ctrl-C stops; KEYFERRY_DEMO_ONCE=1 exits after the first sync).
 	go run ./hack/demo
 
 .PHONY: test-e2e
-test-e2e: ## End-to-end tests: the manager and kubectl binaries against the local control plane and dev vault.
-	go test -tags e2e -count=1 -timeout 20m ./test/e2e/...
+test-e2e: helm ## End-to-end tests: the manager and kubectl binaries against the local control plane and dev vault.
+	HELM="$(HELM)" go test -tags e2e -count=1 -timeout 20m ./test/e2e/...
 
 BENCH_ARGS ?= -n 1000 -e 10 -c 1 -u 0 -interval 30s
 
@@ -116,6 +119,13 @@ $(LOCALBIN):
 controller-gen: $(LOCALBIN) ## Install controller-gen into bin/.
 	@test -x $(CONTROLLER_GEN) && $(CONTROLLER_GEN) --version 2>/dev/null | grep -q $(CONTROLLER_TOOLS_VERSION) || \
 		GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: helm
+helm: $(LOCALBIN) ## Install helm into bin/ (pinned, built from its Go module: no binary download).
+	@test -x $(HELM) -a -f $(LOCALBIN)/.helm-$(HELM_VERSION) || { \
+		echo "building helm $(HELM_VERSION) from its Go module (once per machine)"; \
+		GOBIN=$(LOCALBIN) go install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION) && \
+		touch $(LOCALBIN)/.helm-$(HELM_VERSION); }
 
 .PHONY: golangci-lint
 golangci-lint: $(LOCALBIN) ## Install golangci-lint into bin/.

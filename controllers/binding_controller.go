@@ -42,8 +42,9 @@ type SecretBindingReconciler struct {
 	// Rand draws the schedule's jitter in [0,1); math/rand when nil.
 	Rand func() float64
 
-	target   secretWriter
-	failures failureCounts
+	target    secretWriter
+	failures  failureCounts
+	refreshes handledRefreshes
 }
 
 // Reconcile handles one binding: fetch, run the pass, schedule, write status once.
@@ -52,6 +53,8 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.failures.forget(req.NamespacedName)
+			r.refreshes.forget(req.NamespacedName)
+			metrics.BindingReason(req.String(), "")
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -71,8 +74,15 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	next := nextSync(o, failures, b.GetRefreshInterval(), now)
 	logOutcome(ctrl.LoggerFrom(ctx), o, failures, next)
 	recordMetrics(o)
-	if err := r.patchStatus(ctx, b, computeBindingStatus(b.Status, o, next, now)); err != nil {
+	st := computeBindingStatus(b.Status, o, next, now)
+	if ready := readyOf(st.Conditions); ready != nil {
+		metrics.BindingReason(req.String(), ready.Reason)
+	}
+	if err := r.patchStatus(ctx, b, st); err != nil {
 		return ctrl.Result{}, err
+	}
+	if !o.skipped && !o.pending {
+		r.refreshes.record(req.NamespacedName, o.refresh)
 	}
 	return ctrl.Result{RequeueAfter: max(next.Sub(now), time.Second)}, nil
 }
@@ -81,7 +91,7 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // only API server failures are returned.
 func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Time) (syncOutcome, error) {
 	o := syncOutcome{generation: b.Generation, spread: r.draw()}
-	if v := b.Annotations[kf.AnnotationRefresh]; v != "" && v != b.Status.LastHandledRefresh {
+	if v := b.Annotations[kf.AnnotationRefresh]; v != "" && v != b.Status.LastHandledRefresh && !r.refreshes.handled(client.ObjectKeyFromObject(b), v) {
 		o.refresh = v
 	}
 	c, conn, err := r.connectionClient(ctx, b)

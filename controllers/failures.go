@@ -37,3 +37,35 @@ func (f *failureCounts) forget(key types.NamespacedName) {
 	defer f.mu.Unlock()
 	delete(f.n, key)
 }
+
+// handledRefreshes remembers the refresh annotation value each binding's last pass
+// handled: a pass queued before that pass's status write reaches the cache must not
+// force another pull for the same value.
+type handledRefreshes struct {
+	mu sync.Mutex
+	v  map[types.NamespacedName]string
+}
+
+func (h *handledRefreshes) handled(key types.NamespacedName, value string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return value != "" && h.v[key] == value
+}
+
+func (h *handledRefreshes) record(key types.NamespacedName, value string) {
+	if value == "" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.v == nil {
+		h.v = map[types.NamespacedName]string{}
+	}
+	h.v[key] = value
+}
+
+func (h *handledRefreshes) forget(key types.NamespacedName) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.v, key)
+}

@@ -91,8 +91,10 @@ func run(o options) error {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "keyferry.keyferry.dev",
 		LeaderElectionNamespace: o.namespace,
-		Cache:                   controllers.CacheOptions(),
-		Client:                  controllers.ClientOptions(),
+		// A stopping leader hands over at once (a rolling update does not wait a lease).
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         controllers.CacheOptions(),
+		Client:                        controllers.ClientOptions(),
 	})
 	if err != nil {
 		return err

@@ -64,8 +64,9 @@ type Stack struct {
 
 	mu      sync.Mutex
 	vault   *exec.Cmd
-	manager *exec.Cmd
-	ownDir  bool
+	manager  *exec.Cmd
+	replicas []*Replica
+	ownDir   bool
 	// envtestLog receives the control plane harness's own log lines.
 	envtestLog *os.File
 }
@@ -222,13 +223,44 @@ func (s *Stack) StartManager(extraArgs ...string) error {
 	if s.manager != nil {
 		return errors.New("the manager is already running")
 	}
-	metrics, err := freePort()
+	r, err := s.launch(extraArgs)
 	if err != nil {
 		return err
 	}
+	s.manager, s.MetricsURL = r.cmd, r.MetricsURL
+	return nil
+}
+
+// Replica is a further manager process (high-availability tests).
+type Replica struct {
+	cmd *exec.Cmd
+	// MetricsURL is its plain-HTTP metrics endpoint.
+	MetricsURL string
+}
+
+// Stop ends the replica (SIGTERM, then SIGKILL after 10s).
+func (r *Replica) Stop() { stopProcess(r.cmd) }
+
+// StartReplica runs one more manager process beside StartManager's; Stop ends it too.
+func (s *Stack) StartReplica(extraArgs ...string) (*Replica, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.launch(extraArgs)
+	if err != nil {
+		return nil, err
+	}
+	s.replicas = append(s.replicas, r)
+	return r, nil
+}
+
+func (s *Stack) launch(extraArgs []string) (*Replica, error) {
+	metrics, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	probes, err := freePort()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	args := append([]string{"--namespace", "keyferry-system", "--egress-deny-cidrs", LocalEgressDeny,
 		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metrics),
@@ -236,17 +268,20 @@ func (s *Stack) StartManager(extraArgs ...string) error {
 	args = append(args, extraArgs...)
 	logFile, err := os.OpenFile(s.ManagerLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(filepath.Join(s.Dir, "bin", "manager"), args...)
 	cmd.Env = append(append(os.Environ(), s.opts.ManagerEnv...), "KUBECONFIG="+s.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
-	s.manager = cmd
-	s.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics)
-	return waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/readyz", probes), 30*time.Second)
+	r := &Replica{cmd: cmd, MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics)}
+	if err := waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/healthz", probes), 30*time.Second); err != nil {
+		stopProcess(cmd)
+		return nil, err
+	}
+	return r, nil
 }
 
 // StopManager stops the manager (SIGTERM, then SIGKILL after 10s).
@@ -270,6 +305,12 @@ func (s *Stack) ManagerPID() int {
 // Stop ends every process the stack started and removes its temporary directory.
 func (s *Stack) Stop() {
 	s.StopManager()
+	s.mu.Lock()
+	for _, r := range s.replicas {
+		r.Stop()
+	}
+	s.replicas = nil
+	s.mu.Unlock()
 	stopProcess(s.vault)
 	s.vault = nil
 	if s.env != nil {

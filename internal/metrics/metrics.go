@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,10 @@ var (
 		Name: "keyferry_binding_syncs_total",
 		Help: "SecretBinding passes that fetched or failed, by resulting Ready reason.",
 	}, []string{"reason"})
+	bindings = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keyferry_bindings",
+		Help: "SecretBindings this manager handles, by their Ready reason (Synced, Unauthorized, RateLimited, ...).",
+	}, []string{"reason"})
 	writes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyferry_secret_writes_total",
 		Help: "Target Secret decisions after a fetch: applied (written) or unchanged (skipped, the keyed digest matched).",
@@ -42,7 +47,7 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(providerRequests, fetches, heldBack, heldSeconds, syncs, writes)
+	ctrlmetrics.Registry.MustRegister(providerRequests, fetches, heldBack, heldSeconds, syncs, writes, bindings)
 }
 
 // ClientHooks returns the provider client hooks that feed the metrics of a connection.
@@ -83,4 +88,29 @@ func SecretWrite(applied bool) {
 		return
 	}
 	writes.WithLabelValues("unchanged").Inc()
+}
+
+// bindingReasons is each binding's last Ready reason, behind the keyferry_bindings gauge.
+var bindingReasons = struct {
+	sync.Mutex
+	m map[string]string
+}{m: map[string]string{}}
+
+// BindingReason records that binding (namespace/name) now shows reason; "" forgets it.
+func BindingReason(binding, reason string) {
+	bindingReasons.Lock()
+	defer bindingReasons.Unlock()
+	old, had := bindingReasons.m[binding]
+	if had && old == reason {
+		return
+	}
+	if had {
+		bindings.WithLabelValues(old).Dec()
+	}
+	if reason == "" {
+		delete(bindingReasons.m, binding)
+		return
+	}
+	bindingReasons.m[binding] = reason
+	bindings.WithLabelValues(reason).Inc()
 }

@@ -358,6 +358,91 @@ func TestRestartKeepsSecretsAndDoesNotRefetch(t *testing.T) {
 	}
 }
 
+// metric reads one sample (the sum of the lines that start with prefix) from a metrics URL.
+func metric(t *testing.T, url, prefix string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	sum := 0.0
+	for _, line := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			var v float64
+			if _, err := fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+const leaderMetric = `leader_election_master_status{name="keyferry.keyferry.dev"}`
+
+// Two managers with leader election: exactly one reconciles; when it stops, the other
+// takes over within the lease and syncs a vault change, writing the Secret once.
+func TestLeaderFailover(t *testing.T) {
+	stack.StopManager()
+	defer func() {
+		if err := stack.StartManager(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	a, err := stack.StartReplica("--leader-elect")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	waitFor(t, 30*time.Second, "a leader", func() (bool, string) { return metric(t, a.MetricsURL, leaderMetric) == 1, "" })
+	b, err := stack.StartReplica("--leader-elect")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	waitFor(t, 30*time.Second, "the leader through its first passes", func() (bool, string) {
+		return metric(t, a.MetricsURL, `controller_runtime_reconcile_total{controller="secretbinding"`) >= 5, ""
+	})
+
+	// One reconciles: a forced refresh costs exactly one pull, and the standby runs nothing.
+	before := vaultCounts(t)["keyway.pull"]
+	annotateRefresh(t, "payments")
+	waitFor(t, 15*time.Second, "the refresh handled", func() (bool, string) {
+		return vaultCounts(t)["keyway.pull"] > before, ""
+	})
+	time.Sleep(2 * time.Second)
+	if n := vaultCounts(t)["keyway.pull"] - before; n != 1 {
+		t.Fatalf("%d pulls for one refresh with two managers, want 1", n)
+	}
+	if m := metric(t, b.MetricsURL, leaderMetric); m != 0 {
+		t.Fatalf("the second manager is leader too (%v)", m)
+	}
+	if n := metric(t, b.MetricsURL, `controller_runtime_reconcile_total{controller="secretbinding"`); n != 0 {
+		t.Fatalf("the standby reconciled %v bindings", n)
+	}
+
+	// The leader stops (as in a rolling update); the standby takes over and syncs a change.
+	a.Stop()
+	start := time.Now()
+	waitFor(t, 20*time.Second, "the standby leading", func() (bool, string) { return metric(t, b.MetricsURL, leaderMetric) == 1, "" })
+	t.Logf("takeover after %v", time.Since(start).Round(100*time.Millisecond))
+	vaultDebug(t, http.MethodPut, "/debug/secrets/acme/payments", map[string]string{"environment": "production", "key": "STRIPE_KEY", "value": "sk_test_failover"})
+	annotateRefresh(t, "payments")
+	waitFor(t, 15*time.Second, "the change synced by the new leader", func() (bool, string) {
+		return secretValue(t, "payments-env", "STRIPE_KEY") == "sk_test_failover", ""
+	})
+	rv := kubectl(t, "get", "secret", "payments-env", "-n", "demo", "-o", "jsonpath={.metadata.resourceVersion}")
+	time.Sleep(3 * time.Second)
+	if now := kubectl(t, "get", "secret", "payments-env", "-n", "demo", "-o", "jsonpath={.metadata.resourceVersion}"); now != rv {
+		t.Fatal("the Secret was written again after the change was synced")
+	}
+	if n := metric(t, b.MetricsURL, `keyferry_secret_writes_total{result="applied"}`); n != 1 {
+		t.Fatalf("the new leader applied %v writes, want exactly 1 (the change)", n)
+	}
+}
+
 // TestNoSecretInLogsOrEvents runs last: it reads everything the manager logged.
 func TestNoSecretInLogsOrEvents(t *testing.T) {
 	log, err := os.ReadFile(stack.ManagerLog)
