@@ -186,7 +186,9 @@ func TestRBACAndCRDsMatchConfig(t *testing.T) {
 		if err := yaml.Unmarshal(raw, &want); err != nil {
 			t.Fatal(err)
 		}
-		i := slices.IndexFunc(crds, func(u *unstructured.Unstructured) bool { return u.GetName() == (&unstructured.Unstructured{Object: want}).GetName() })
+		i := slices.IndexFunc(crds, func(u *unstructured.Unstructured) bool {
+			return u.GetName() == (&unstructured.Unstructured{Object: want}).GetName()
+		})
 		if i < 0 {
 			t.Fatalf("%s is not in the chart", f)
 		}

@@ -62,8 +62,8 @@ type Stack struct {
 	// MetricsURL is the manager's metrics endpoint while it runs.
 	MetricsURL string
 
-	mu      sync.Mutex
-	vault   *exec.Cmd
+	mu       sync.Mutex
+	vault    *exec.Cmd
 	manager  *exec.Cmd
 	replicas []*Replica
 	ownDir   bool

@@ -48,10 +48,19 @@ var (
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(providerRequests, fetches, heldBack, heldSeconds, syncs, writes, bindings)
+	// Series exist from the start (at 0), so rate() and dashboards work before the first event.
+	writes.WithLabelValues("applied")
+	writes.WithLabelValues("unchanged")
 }
 
 // ClientHooks returns the provider client hooks that feed the metrics of a connection.
 func ClientHooks(connection string) vault.Hooks {
+	for _, cause := range []string{"provider", "budget"} {
+		heldBack.WithLabelValues(connection, cause)
+		heldSeconds.WithLabelValues(connection, cause)
+	}
+	fetches.WithLabelValues(connection, "sent")
+	fetches.WithLabelValues(connection, "shared")
 	return vault.Hooks{
 		Request: func(op string, status int) {
 			code := "error"
