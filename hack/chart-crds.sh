@@ -21,6 +21,11 @@ for f in "$root"/config/crd/bases/*.yaml; do
         done = 1
         next
       }
+      /^  name: / && !named {
+        print "  labels:"
+        print "    {{- include \"keyferry.labels\" . | nindent 4 }}"
+        named = 1
+      }
       { print }
     ' "$f"
     echo "{{- end }}"

@@ -197,6 +197,10 @@ func TestRBACAndCRDsMatchConfig(t *testing.T) {
 			t.Errorf("%s: not kept on uninstall by default", got.GetName())
 		}
 		unstructured.RemoveNestedField(got.Object, "metadata", "annotations", "helm.sh/resource-policy")
+		if got.GetLabels()["app.kubernetes.io/instance"] != "kf" {
+			t.Errorf("%s: without the chart's labels", got.GetName())
+		}
+		unstructured.RemoveNestedField(got.Object, "metadata", "labels")
 		if !reflect.DeepEqual(got.Object, want) {
 			t.Errorf("%s differs from %s (run make manifests)", got.GetName(), f)
 		}

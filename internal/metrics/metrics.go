@@ -51,6 +51,7 @@ func init() {
 	// Series exist from the start (at 0), so rate() and dashboards work before the first event.
 	writes.WithLabelValues("applied")
 	writes.WithLabelValues("unchanged")
+	syncs.WithLabelValues("Synced")
 }
 
 // ClientHooks returns the provider client hooks that feed the metrics of a connection.
