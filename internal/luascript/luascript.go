@@ -68,7 +68,7 @@ func run(script string, obj map[string]any) (lua.LValue, error) {
 	return L.Get(-1), nil
 }
 
-func toLua(L *lua.LState, v any) lua.LValue {
+func toLua(ls *lua.LState, v any) lua.LValue {
 	switch x := v.(type) {
 	case nil:
 		return lua.LNil
@@ -83,15 +83,15 @@ func toLua(L *lua.LState, v any) lua.LValue {
 	case float64:
 		return lua.LNumber(x)
 	case []any:
-		t := L.NewTable()
+		t := ls.NewTable()
 		for _, e := range x {
-			t.Append(toLua(L, e))
+			t.Append(toLua(ls, e))
 		}
 		return t
 	case map[string]any:
-		t := L.NewTable()
+		t := ls.NewTable()
 		for k, e := range x {
-			t.RawSetString(k, toLua(L, e))
+			t.RawSetString(k, toLua(ls, e))
 		}
 		return t
 	}

@@ -143,6 +143,7 @@ func vaultCounts(t *testing.T) map[string]int {
 }
 
 func TestFirstSync(t *testing.T) {
+	kubectl(t, "wait", "--for=condition=Ready", "sb", "--all", "-n", "demo", "--timeout=30s")
 	out := kubectl(t, "get", "sb", "-n", "demo")
 	if strings.Count(out, " Synced ") != 6 {
 		t.Fatalf("not every binding is Synced:\n%s", out)
@@ -171,6 +172,13 @@ func TestRevokedTokenThenCredentialRotation(t *testing.T) {
 	vaultDebug(t, http.MethodPost, "/debug/revoke", map[string]string{"token": localstack.DemoCredentials["keymint"]})
 	annotateRefresh(t, "license")
 	waitSB(t, "license", "Unauthorized")
+	// What scripts and GitOps tools see: Stalled (only a change helps), and a wait for
+	// Synced that fails rather than passes.
+	kubectl(t, "wait", "--for=condition=Stalled", "sb/license", "-n", "demo", "--timeout=10s")
+	if out, err := stack.Kubectl(context.Background(), "wait", `--for=jsonpath={.status.conditions[?(@.type=="Ready")].reason}=Synced`,
+		"sb/license", "-n", "demo", "--timeout=3s"); err == nil {
+		t.Fatalf("kubectl wait for Synced passed on an Unauthorized binding: %s", out)
+	}
 	if out := kubectl(t, "get", "vc", "keymint", "-n", "demo"); !strings.Contains(out, "Unauthorized") {
 		waitFor(t, 15*time.Second, "connection Unauthorized", func() (bool, string) {
 			out := kubectl(t, "get", "vc", "keymint", "-n", "demo")
