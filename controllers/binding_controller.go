@@ -42,9 +42,8 @@ type SecretBindingReconciler struct {
 	// Rand draws the schedule's jitter in [0,1); math/rand when nil.
 	Rand func() float64
 
-	target    secretWriter
-	failures  failureCounts
-	refreshes handledRefreshes
+	target secretWriter
+	memory passMemory
 }
 
 // Reconcile handles one binding: fetch, run the pass, schedule, write status once.
@@ -52,8 +51,7 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	b := &kf.SecretBinding{}
 	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.failures.forget(req.NamespacedName)
-			r.refreshes.forget(req.NamespacedName)
+			r.memory.forget(req.NamespacedName)
 			metrics.BindingReason(req.String(), "")
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -70,7 +68,7 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err != nil {
 		return ctrl.Result{}, err // API server trouble: controller backoff
 	}
-	failures := r.failures.observe(req.NamespacedName, o)
+	failures := r.memory.observe(req.NamespacedName, o)
 	next := nextSync(o, failures, b.GetRefreshInterval(), now)
 	logOutcome(ctrl.LoggerFrom(ctx), o, failures, next)
 	recordMetrics(o)
@@ -81,9 +79,7 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.patchStatus(ctx, b, st); err != nil {
 		return ctrl.Result{}, err
 	}
-	if !o.skipped && !o.pending {
-		r.refreshes.record(req.NamespacedName, o.refresh)
-	}
+	r.memory.refreshDone(req.NamespacedName, o.refresh)
 	return ctrl.Result{RequeueAfter: max(next.Sub(now), time.Second)}, nil
 }
 
@@ -91,7 +87,7 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // only API server failures are returned.
 func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Time) (syncOutcome, error) {
 	o := syncOutcome{generation: b.Generation, spread: r.draw()}
-	if v := b.Annotations[kf.AnnotationRefresh]; v != "" && v != b.Status.LastHandledRefresh && !r.refreshes.handled(client.ObjectKeyFromObject(b), v) {
+	if v := b.Annotations[kf.AnnotationRefresh]; v != "" && v != b.Status.LastHandledRefresh && !r.memory.refreshHandled(client.ObjectKeyFromObject(b), v) {
 		o.refresh = v
 	}
 	c, conn, err := r.connectionClient(ctx, b)

@@ -6,66 +6,67 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// failureCounts counts each binding's consecutive failed passes, for backoff. It lives in
-// memory: after a restart backoff starts afresh, which costs one early retry at most.
-type failureCounts struct {
+// passMemory is what the binding reconciler remembers of each binding between passes, in
+// memory: its consecutive failed passes (for backoff; after a restart backoff starts
+// afresh, which costs one early retry at most) and the refresh annotation value its last
+// pass handled (a pass queued before that pass's status write reaches the cache must not
+// force another pull for the same value).
+type passMemory struct {
 	mu sync.Mutex
-	n  map[types.NamespacedName]int
+	m  map[types.NamespacedName]remembered
+}
+
+type remembered struct {
+	failures int
+	refresh  string
 }
 
 // observe records a pass and returns the consecutive failures it makes: unchanged by a
 // pass that did nothing, 0 after a success.
-func (f *failureCounts) observe(key types.NamespacedName, o syncOutcome) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	switch {
-	case o.skipped || o.pending:
-	case o.err == nil:
-		delete(f.n, key)
-	default:
-		if f.n == nil {
-			f.n = map[types.NamespacedName]int{}
-		}
-		f.n[key]++
+func (p *passMemory) observe(key types.NamespacedName, o syncOutcome) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[types.NamespacedName]remembered{}
 	}
-	return f.n[key]
+	r := p.m[key]
+	if o.skipped || o.pending {
+		return r.failures
+	}
+	if o.err == nil {
+		r.failures = 0
+	} else {
+		r.failures++
+	}
+	p.m[key] = r
+	return r.failures
 }
 
-// forget drops a deleted binding.
-func (f *failureCounts) forget(key types.NamespacedName) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.n, key)
-}
-
-// handledRefreshes remembers the refresh annotation value each binding's last pass
-// handled: a pass queued before that pass's status write reaches the cache must not
-// force another pull for the same value.
-type handledRefreshes struct {
-	mu sync.Mutex
-	v  map[types.NamespacedName]string
-}
-
-func (h *handledRefreshes) handled(key types.NamespacedName, value string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return value != "" && h.v[key] == value
-}
-
-func (h *handledRefreshes) record(key types.NamespacedName, value string) {
+// refreshDone records that the status now echoes the refresh value (call it once written).
+func (p *passMemory) refreshDone(key types.NamespacedName, value string) {
 	if value == "" {
 		return
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.v == nil {
-		h.v = map[types.NamespacedName]string{}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[types.NamespacedName]remembered{}
 	}
-	h.v[key] = value
+	r := p.m[key]
+	r.refresh = value
+	p.m[key] = r
 }
 
-func (h *handledRefreshes) forget(key types.NamespacedName) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.v, key)
+// refreshHandled says a pass already handled this refresh annotation value.
+func (p *passMemory) refreshHandled(key types.NamespacedName, value string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return value != "" && p.m[key].refresh == value
+}
+
+// forget drops a deleted binding.
+func (p *passMemory) forget(key types.NamespacedName) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.m, key)
 }

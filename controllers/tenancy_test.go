@@ -11,8 +11,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
@@ -287,4 +289,46 @@ func TestClusterConnectionLendsOnlyWhatItAllows(t *testing.T) {
 	mustCreate(t, b)
 	waitReason(t, b, kf.ReasonNotAllowed)
 	stillServing(t)
+}
+
+// A Merge binding whose cleanup the API refuses (here: removing its key would leave a
+// basic-auth Secret with neither username nor password) says so in an Event and goes.
+func TestRefusedMergeCleanupLetsTheBindingGo(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t, nil)
+	vc, cred := connectionFor(ns, "keyway", "keyway")
+	auth := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "basic",
+		Annotations: map[string]string{kf.AnnotationAllowMerge: "true"}},
+		Type: corev1.SecretTypeBasicAuth, Data: map[string][]byte{"username": []byte("u")}}
+	mustCreate(t, cred, vc, auth)
+	b := bindingFor(ns, "pw", "keyway", "keyway")
+	b.Spec.Keys = &kf.KeySelector{Include: []string{"^DB_PASS$"}}
+	b.Spec.Rename = map[string]kf.SecretKeyName{"DB_PASS": "password"}
+	b.Spec.Target = kf.TargetSpec{Name: "basic", CreationPolicy: kf.CreationPolicyMerge}
+	mustCreate(t, b)
+	waitReason(t, b, kf.ReasonSynced)
+	// The owner drops their key: the password keyferry wrote is now the only credential.
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"data":{"username":null}}`))
+	if err := k8s.Patch(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "basic"}}, patch); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "binding gone", func() (bool, string) {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(b), &kf.SecretBinding{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	eventually(t, 10*time.Second, "a CleanupRefused event", func() (bool, string) {
+		events := &eventsv1.EventList{}
+		if err := k8s.List(ctx, events, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range events.Items {
+			if e.Reason == "CleanupRefused" && e.Regarding.Name == "pw" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(len(events.Items), " events")
+	})
 }

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -159,28 +160,14 @@ func (b *budget) funcs() template.FuncMap {
 	}
 }
 
-// compareValues orders two strings or two numbers.
+// compareValues orders two strings or two integers.
 func compareValues(x, y any) (int, error) {
 	xv, yv := reflect.ValueOf(x), reflect.ValueOf(y)
 	switch {
 	case xv.Kind() == reflect.String && yv.Kind() == reflect.String:
-		a, b := xv.String(), yv.String()
-		switch {
-		case a < b:
-			return -1, nil
-		case a > b:
-			return 1, nil
-		}
-		return 0, nil
+		return cmp.Compare(xv.String(), yv.String()), nil
 	case xv.CanInt() && yv.CanInt():
-		a, b := xv.Int(), yv.Int()
-		switch {
-		case a < b:
-			return -1, nil
-		case a > b:
-			return 1, nil
-		}
-		return 0, nil
+		return cmp.Compare(xv.Int(), yv.Int()), nil
 	}
 	return 0, fmt.Errorf("cannot compare %s with %s", xv.Kind(), yv.Kind())
 }
