@@ -5,6 +5,7 @@ import (
 	"context"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
@@ -29,6 +30,8 @@ type Options struct {
 	CredentialsPollInterval time.Duration
 	ConnectionWorkers       int
 	BindingWorkers          int
+	// RestartDebounce groups Secret changes into one workload restart (default 5s).
+	RestartDebounce time.Duration
 }
 
 // SetupWithManager registers every keyferry reconciler with mgr.
@@ -58,6 +61,16 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 			return err
 		}
 	}
+	if opts.RestartDebounce <= 0 {
+		opts.RestartDebounce = 5 * time.Second
+	}
+	for _, kind := range workloadKinds {
+		w := &WorkloadReconciler{Client: mgr.GetClient(), Secrets: mgr.GetCache(), Clock: opts.Clock,
+			Recorder: mgr.GetEventRecorder("keyferry"), HMACKey: opts.HMACKey, Kind: kind, Debounce: opts.RestartDebounce}
+		if err := w.SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
 	return (&SecretBindingReconciler{
 		Client:    mgr.GetClient(),
 		Secrets:   mgr.GetCache(),
@@ -73,16 +86,21 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr)
 }
 
-// CacheOptions caches only the Secrets keyferry writes (label keyferry.dev/binding), so
-// memory does not grow with the cluster's other Secrets.
+// CacheOptions caches only the Secrets keyferry writes (label keyferry.dev/binding) and the
+// workloads that opted in to restarts, so memory does not grow with the cluster's others.
 func CacheOptions() cache.Options {
 	managed, err := labels.NewRequirement(kf.LabelBinding, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant label key: cannot fail
 	}
+	optedIn := labels.SelectorFromSet(labels.Set{kf.LabelRestartOnChange: "true"})
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed)},
+			// Only workloads that opted in to restarts, so memory does not grow with the others.
+			&appsv1.Deployment{}:  {Label: optedIn},
+			&appsv1.StatefulSet{}: {Label: optedIn},
+			&appsv1.DaemonSet{}:   {Label: optedIn},
 		},
 		// managedFields are often the largest part of a cached object and keyferry never
 		// reads them (it writes with server-side apply).

@@ -18,7 +18,11 @@ dest="$cache_root/control-plane/$kube_version"
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
-if [[ -x "$dest/kube-apiserver" && -x "$dest/kubectl" && -x "$dest/etcd" ]]; then
+have_all() {
+  [[ -x "$dest/kube-apiserver" && -x "$dest/kubectl" && -x "$dest/etcd" && -x "$dest/kube-controller-manager" ]]
+}
+
+if have_all; then
   log "using cached $kube_version binaries in $dest"
   echo "$dest"
   exit 0
@@ -31,14 +35,14 @@ if ! flock -n 9; then
   log "another build is running; waiting for it"
   flock 9
 fi
-if [[ -x "$dest/kube-apiserver" && -x "$dest/kubectl" && -x "$dest/etcd" ]]; then
+if have_all; then
   echo "$dest"
   exit 0
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/keyferry-control-plane.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-log "building Kubernetes $kube_version (kube-apiserver, kubectl) and etcd from module sources"
+log "building Kubernetes $kube_version (kube-apiserver, kube-controller-manager, kubectl) and etcd from module sources"
 log "this happens once per machine and takes ~15 min on 2 cores; work dir $work"
 
 cd "$work"
@@ -82,6 +86,7 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
@@ -111,6 +116,8 @@ build() {
 build etcd ./etcd
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kubectl k8s.io/kubernetes/cmd/kubectl
+# Garbage collection and the workload controllers, so that local rollouts are real.
+build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 
 mkdir -p "$dest.tmp"
 mv "$out"/* "$dest.tmp"/

@@ -82,6 +82,15 @@ const (
 	// AnnotationAllowMerge: "true" on a Secret lets SecretBindings with creationPolicy
 	// Merge write their keys into it. Without it, a Merge is a TargetConflict.
 	AnnotationAllowMerge = "keyferry.dev/allow-merge"
+	// LabelRestartOnChange: "true" on a Deployment, StatefulSet or DaemonSet makes keyferry
+	// restart it when keys it consumes of keyferry-managed Secrets change.
+	LabelRestartOnChange = "keyferry.dev/restart-on-change"
+	// AnnotationRestartedFor on a workload's pod template is the keyed HMAC of the Secret
+	// data it consumes; keyferry changes it (rolling the workload out) when that data does.
+	AnnotationRestartedFor = "keyferry.dev/restarted-for"
+	// AnnotationConsumed on a workload records, per consumed managed Secret, a short keyed
+	// digest of the data it reads, so a restart happens only when data it read changed.
+	AnnotationConsumed = "keyferry.dev/consumed"
 	// FieldManager is the server-side apply field manager of every write keyferry makes.
 	FieldManager = "keyferry"
 	// FinalizerSignout lets a deleted connection sign its session out first.

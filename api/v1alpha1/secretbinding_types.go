@@ -219,6 +219,14 @@ type SecretBindingStatus struct {
 	// annotation.
 	// +optional
 	LastHandledRefresh string `json:"lastHandledRefresh,omitempty"`
+	// consumers is how many opted-in workloads (label keyferry.dev/restart-on-change) of the
+	// namespace consume the target Secret.
+	// +optional
+	Consumers int32 `json:"consumers,omitempty"`
+	// lastRestartTime is when keyferry last restarted a workload because this binding's
+	// data that it consumes changed.
+	// +optional
+	LastRestartTime *metav1.Time `json:"lastRestartTime,omitempty"`
 }
 
 // SecretBinding pulls the secrets of one vault environment through a connection into a

@@ -36,6 +36,7 @@ type options struct {
 	credentialsPoll                   time.Duration
 	egressDeny                        string
 	metricsSecure                     bool
+	restartDebounce                   time.Duration
 }
 
 func main() {
@@ -55,6 +56,7 @@ func main() {
 	flag.IntVar(&o.connectionWorkers, "connection-workers", 2, "Concurrent reconciles per connection controller.")
 	flag.IntVar(&o.bindingWorkers, "binding-workers", 16, "Concurrent SecretBinding reconciles.")
 	flag.DurationVar(&o.credentialsPoll, "credentials-poll-interval", 10*time.Second, "How often connections look at their credentials and session again (a backstop: changes to Secrets labelled keyferry.dev/credentials=true are watched and take effect at once).")
+	flag.DurationVar(&o.restartDebounce, "restart-debounce", 5*time.Second, "Changes of the Secrets one workload consumes within this window cause one restart.")
 	flag.StringVar(&o.egressDeny, "egress-deny-cidrs", vault.DefaultEgressDeny, "Comma-separated CIDRs no provider request may reach (checked on the resolved address, redirects included); empty allows every address. The default denies link-local, loopback, 0.0.0.0/8 and cloud metadata addresses.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -116,6 +118,7 @@ func run(o options) error {
 		CredentialsPollInterval: o.credentialsPoll,
 		ConnectionWorkers:       o.connectionWorkers,
 		BindingWorkers:          o.bindingWorkers,
+		RestartDebounce:         o.restartDebounce,
 	}); err != nil {
 		return err
 	}

@@ -62,11 +62,12 @@ type Stack struct {
 	// MetricsURL is the manager's metrics endpoint while it runs.
 	MetricsURL string
 
-	mu       sync.Mutex
-	vault    *exec.Cmd
-	manager  *exec.Cmd
-	replicas []*Replica
-	ownDir   bool
+	mu                sync.Mutex
+	vault             *exec.Cmd
+	manager           *exec.Cmd
+	replicas          []*Replica
+	controllerManager *exec.Cmd
+	ownDir            bool
 	// envtestLog receives the control plane harness's own log lines.
 	envtestLog *os.File
 }
@@ -144,6 +145,9 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if _, err := s.Kubectl(ctx, "create", "namespace", "keyferry-system"); err != nil {
 		return nil, err
 	}
+	if err := s.startControllerManager(assets); err != nil {
+		return nil, err
+	}
 	if err := s.startVault(); err != nil {
 		return nil, err
 	}
@@ -164,6 +168,38 @@ func (s *Stack) controlPlane(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("building the local control plane: %w", err)
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// localControllers are the kube-controller-manager controllers that make sense without
+// nodes: garbage collection (Owner Secrets go with their binding), the workload controllers
+// (rollouts are real), namespace lifecycle and ServiceAccount tokens.
+var localControllers = []string{"garbage-collector-controller", "deployment-controller", "replicaset-controller",
+	"statefulset-controller", "daemonset-controller", "namespace-controller", "serviceaccount-controller",
+	"serviceaccount-token-controller"}
+
+// startControllerManager runs kube-controller-manager against the local apiserver, signing
+// ServiceAccount tokens with the apiserver's own key.
+func (s *Stack) startControllerManager(assets string) error {
+	s.logf("starting kube-controller-manager (%s)", strings.Join(localControllers, ", "))
+	logFile, err := os.Create(filepath.Join(s.Dir, "kube-controller-manager.log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(assets, "kube-controller-manager"),
+		"--kubeconfig", s.Kubeconfig,
+		"--controllers", strings.Join(localControllers, ","),
+		"--service-account-private-key-file", filepath.Join(s.env.ControlPlane.APIServer.CertDir, "sa-signer.key"),
+		"--use-service-account-credentials=false",
+		"--leader-elect=false",
+		"--secure-port=0",
+		// Quick garbage collection and rollouts, for a local stack.
+		"--concurrent-gc-syncs=5", "--concurrent-deployment-syncs=5")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting kube-controller-manager: %w", err)
+	}
+	s.controllerManager = cmd
+	return nil
 }
 
 func (s *Stack) startVault() error {
@@ -313,6 +349,8 @@ func (s *Stack) Stop() {
 	s.mu.Unlock()
 	stopProcess(s.vault)
 	s.vault = nil
+	stopProcess(s.controllerManager)
+	s.controllerManager = nil
 	if s.env != nil {
 		_ = s.env.Stop()
 		s.env = nil

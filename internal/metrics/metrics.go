@@ -40,6 +40,10 @@ var (
 		Name: "keyferry_bindings",
 		Help: "SecretBindings this manager handles, by their Ready reason (Synced, Unauthorized, RateLimited, ...).",
 	}, []string{"reason"})
+	restarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyferry_workload_restarts_total",
+		Help: "Workload restarts because data they consume changed, by kind (Deployment, StatefulSet, DaemonSet) and result (restarted, failed).",
+	}, []string{"kind", "result"})
 	writes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyferry_secret_writes_total",
 		Help: "Target Secret decisions after a fetch: applied (written) or unchanged (skipped, the keyed digest matched).",
@@ -47,11 +51,24 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(providerRequests, fetches, heldBack, heldSeconds, syncs, writes, bindings)
+	ctrlmetrics.Registry.MustRegister(providerRequests, fetches, heldBack, heldSeconds, syncs, writes, bindings, restarts)
 	// Series exist from the start (at 0), so rate() and dashboards work before the first event.
 	writes.WithLabelValues("applied")
 	writes.WithLabelValues("unchanged")
 	syncs.WithLabelValues("Synced")
+	for _, kind := range []string{"Deployment", "StatefulSet", "DaemonSet"} {
+		restarts.WithLabelValues(kind, "restarted")
+		restarts.WithLabelValues(kind, "failed")
+	}
+}
+
+// WorkloadRestart counts a restart of a workload of kind (ok false: the patch failed).
+func WorkloadRestart(kind string, ok bool) {
+	result := "restarted"
+	if !ok {
+		result = "failed"
+	}
+	restarts.WithLabelValues(kind, result).Inc()
 }
 
 // ClientHooks returns the provider client hooks that feed the metrics of a connection.

@@ -33,7 +33,7 @@ func run(m *testing.M) int {
 	ctx := context.Background()
 	var err error
 	stack, err = localstack.Start(ctx, localstack.Options{RepoRoot: root,
-		ManagerArgs: []string{"--credentials-poll-interval", "1s"}})
+		ManagerArgs: []string{"--credentials-poll-interval", "1s", "--restart-debounce", "2s"}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -1,0 +1,341 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/metrics"
+	"github.com/keyferry/keyferry/internal/rollout"
+)
+
+// workloadKinds are the kinds keyferry restarts, as the metric and events name them.
+var workloadKinds = []string{"Deployment", "StatefulSet", "DaemonSet"}
+
+// newWorkload returns an empty workload of kind.
+func newWorkload(kind string) client.Object {
+	switch kind {
+	case "StatefulSet":
+		return &appsv1.StatefulSet{}
+	case "DaemonSet":
+		return &appsv1.DaemonSet{}
+	}
+	return &appsv1.Deployment{}
+}
+
+func newWorkloadList(kind string) client.ObjectList {
+	switch kind {
+	case "StatefulSet":
+		return &appsv1.StatefulSetList{}
+	case "DaemonSet":
+		return &appsv1.DaemonSetList{}
+	}
+	return &appsv1.DeploymentList{}
+}
+
+func podTemplateOf(o client.Object) *corev1.PodTemplateSpec {
+	switch w := o.(type) {
+	case *appsv1.StatefulSet:
+		return &w.Spec.Template
+	case *appsv1.DaemonSet:
+		return &w.Spec.Template
+	case *appsv1.Deployment:
+		return &w.Spec.Template
+	}
+	return nil
+}
+
+// WorkloadReconciler restarts the opted-in workloads of one kind (label
+// keyferry.dev/restart-on-change: "true") when, and only when, the data they consume of
+// keyferry-managed Secrets changes: once per debounce window, never on a first sync or an
+// operator restart.
+type WorkloadReconciler struct {
+	// Client reads workloads (label-selected cache) and bindings, and writes patches.
+	Client client.Client
+	// Secrets reads managed Secrets from the label-selected cache.
+	Secrets  client.Reader
+	Clock    clock.PassiveClock
+	Recorder events.EventRecorder
+	HMACKey  []byte
+	Kind     string
+	// Debounce groups changes of several Secrets into one restart.
+	Debounce time.Duration
+
+	mu      sync.Mutex
+	pending map[types.NamespacedName]time.Time // first seen change, per workload
+}
+
+// consumedState is what a workload reads of managed Secrets now.
+type consumedState struct {
+	perSecret map[string]string // Secret name -> short digest of what the workload reads
+	digest    string            // over everything it reads
+	bindings  map[string]bool   // bindings writing those Secrets
+}
+
+// Reconcile compares what the workload reads now with what it read when last (re)started.
+func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	w := newWorkload(r.Kind)
+	if err := r.Client.Get(ctx, req.NamespacedName, w); err != nil {
+		r.settle(req.NamespacedName)
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if w.GetLabels()[kf.LabelRestartOnChange] != "true" || !w.GetDeletionTimestamp().IsZero() {
+		return ctrl.Result{}, nil
+	}
+	state, err := r.consumed(ctx, w)
+	if err != nil || len(state.perSecret) == 0 {
+		return ctrl.Result{}, err // no managed Secret: not ours to restart
+	}
+	recorded := decodeConsumed(w.GetAnnotations()[kf.AnnotationConsumed])
+	log := ctrl.LoggerFrom(ctx).V(1)
+	if !changed(recorded, state.perSecret) {
+		r.settle(req.NamespacedName)
+		if encodeConsumed(recorded) != encodeConsumed(state.perSecret) {
+			// A Secret seen for the first time (a new binding's first sync): record it, no
+			// restart.
+			log.Info("recording consumed Secrets", "secrets", len(state.perSecret))
+			return ctrl.Result{}, r.patch(ctx, w, state, false)
+		}
+		return ctrl.Result{}, r.updateBindings(ctx, w.GetNamespace(), state, false)
+	}
+	now := r.Clock.Now()
+	if wait := r.firstSeen(req.NamespacedName, now).Add(r.Debounce).Sub(now); wait > 0 {
+		log.Info("consumed data changed; restart after the debounce window", "in", wait)
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	r.settle(req.NamespacedName)
+	if err := r.patch(ctx, w, state, true); err != nil {
+		metrics.WorkloadRestart(r.Kind, false)
+		return ctrl.Result{}, err
+	}
+	metrics.WorkloadRestart(r.Kind, true)
+	log.Info("restarted: consumed data changed", "secrets", len(state.perSecret))
+	msg := fmt.Sprintf("restarted: data it reads of Secret(s) %s changed", joinSorted(state.perSecret))
+	if r.Recorder != nil {
+		r.Recorder.Eventf(w, nil, corev1.EventTypeNormal, "Restarted", "Restart", "%s", msg)
+	}
+	return ctrl.Result{}, r.updateBindings(ctx, w.GetNamespace(), state, true)
+}
+
+// consumed reads the managed Secrets the workload's pod template consumes.
+func (r *WorkloadReconciler) consumed(ctx context.Context, w client.Object) (consumedState, error) {
+	st := consumedState{perSecret: map[string]string{}, bindings: map[string]bool{}}
+	all := rollout.Consumed(&podTemplateOf(w).Spec)
+	data := map[string]map[string][]byte{}
+	for name, keys := range all {
+		s := &corev1.Secret{}
+		err := r.Secrets.Get(ctx, types.NamespacedName{Namespace: w.GetNamespace(), Name: name}, s)
+		if apierrors.IsNotFound(err) {
+			continue // not managed by keyferry (or not there): left alone
+		}
+		if err != nil {
+			return st, err
+		}
+		if s.Labels[kf.LabelBinding] == "" {
+			continue
+		}
+		data[name] = s.Data
+		one := map[string]*rollout.Keys{name: keys}
+		st.perSecret[name] = rollout.Digest(r.HMACKey, one, data)[:16]
+		if b := s.Annotations[kf.AnnotationBinding]; b != "" {
+			st.bindings[b] = true
+		}
+	}
+	for name := range all {
+		if _, ok := data[name]; !ok {
+			delete(all, name)
+		}
+	}
+	st.digest = rollout.Digest(r.HMACKey, all, data)
+	return st, nil
+}
+
+// changed says a Secret the workload read before now holds other data for it.
+func changed(recorded, now map[string]string) bool {
+	for name, d := range now {
+		if old, ok := recorded[name]; ok && old != d {
+			return true
+		}
+	}
+	return false
+}
+
+// patch records what the workload reads and, to restart it, sets the pod-template
+// annotation to the digest of that data: the restart is idempotent, a function of the data.
+func (r *WorkloadReconciler) patch(ctx context.Context, w client.Object, st consumedState, restart bool) error {
+	body := map[string]any{"metadata": map[string]any{"annotations": map[string]string{kf.AnnotationConsumed: encodeConsumed(st.perSecret)}}}
+	if restart {
+		body["spec"] = map[string]any{"template": map[string]any{"metadata": map[string]any{
+			"annotations": map[string]string{kf.AnnotationRestartedFor: st.digest}}}}
+	}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return client.IgnoreNotFound(r.Client.Patch(ctx, w, client.RawPatch(types.MergePatchType, raw), client.FieldOwner(kf.FieldManager)))
+}
+
+// updateBindings keeps each binding's consumer count (and, after a restart, its
+// lastRestartTime) in its status.
+func (r *WorkloadReconciler) updateBindings(ctx context.Context, namespace string, st consumedState, restarted bool) error {
+	for name := range st.bindings {
+		b := &kf.SecretBinding{}
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, b); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return err
+		}
+		n, err := r.countConsumers(ctx, namespace, b.GetTargetName())
+		if err != nil {
+			return err
+		}
+		base := b.DeepCopy()
+		b.Status.Consumers = n
+		if restarted {
+			b.Status.LastRestartTime = timePtr(r.Clock.Now())
+			if r.Recorder != nil {
+				r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, "WorkloadRestarted", "Restart",
+					"restarted %s: data it reads of Secret %s changed", r.Kind, b.GetTargetName())
+			}
+		}
+		if base.Status.Consumers == b.Status.Consumers && !restarted {
+			continue
+		}
+		if err := r.Client.Status().Patch(ctx, b, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// countConsumers counts the opted-in workloads of every kind in namespace that read secret.
+func (r *WorkloadReconciler) countConsumers(ctx context.Context, namespace, secret string) (int32, error) {
+	var n int32
+	for _, kind := range workloadKinds {
+		list := newWorkloadList(kind)
+		if err := r.Client.List(ctx, list, client.InNamespace(namespace)); err != nil {
+			return 0, err
+		}
+		err := eachWorkload(list, func(w client.Object) {
+			if _, ok := rollout.Consumed(&podTemplateOf(w).Spec)[secret]; ok {
+				n++
+			}
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+func eachWorkload(list client.ObjectList, fn func(client.Object)) error {
+	switch l := list.(type) {
+	case *appsv1.DeploymentList:
+		for i := range l.Items {
+			fn(&l.Items[i])
+		}
+	case *appsv1.StatefulSetList:
+		for i := range l.Items {
+			fn(&l.Items[i])
+		}
+	case *appsv1.DaemonSetList:
+		for i := range l.Items {
+			fn(&l.Items[i])
+		}
+	default:
+		return fmt.Errorf("unexpected list %T", list)
+	}
+	return nil
+}
+
+func (r *WorkloadReconciler) firstSeen(key types.NamespacedName, now time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending == nil {
+		r.pending = map[types.NamespacedName]time.Time{}
+	}
+	if t, ok := r.pending[key]; ok {
+		return t
+	}
+	r.pending[key] = now
+	return now
+}
+
+func (r *WorkloadReconciler) settle(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.pending, key)
+}
+
+// encodeConsumed writes per-Secret digests as "name=digest,..." (sorted).
+func encodeConsumed(m map[string]string) string {
+	parts := make([]string, 0, len(m))
+	for name, d := range m {
+		parts = append(parts, name+"="+d)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func decodeConsumed(s string) map[string]string {
+	out := map[string]string{}
+	for _, p := range strings.Split(s, ",") {
+		if name, d, ok := strings.Cut(p, "="); ok {
+			out[name] = d
+		}
+	}
+	return out
+}
+
+func joinSorted(m map[string]string) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// SetupWithManager registers the reconciler and its watches: the opted-in workloads of
+// its kind, and the managed Secrets they read.
+func (r *WorkloadReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(strings.ToLower(r.Kind)+"-restarts").
+		For(newWorkload(r.Kind)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToWorkloads)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
+		Complete(r)
+}
+
+// secretToWorkloads maps a managed Secret to the opted-in workloads of this kind in its
+// namespace that read it.
+func (r *WorkloadReconciler) secretToWorkloads(ctx context.Context, s client.Object) []ctrl.Request {
+	list := newWorkloadList(r.Kind)
+	if err := r.Client.List(ctx, list, client.InNamespace(s.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []ctrl.Request
+	_ = eachWorkload(list, func(w client.Object) {
+		if _, ok := rollout.Consumed(&podTemplateOf(w).Spec)[s.GetName()]; ok {
+			reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(w)})
+		}
+	})
+	return reqs
+}
