@@ -144,3 +144,28 @@ func TestSetProgressFollowsReady(t *testing.T) {
 		t.Fatalf("ready: %+v, want neither Reconciling nor Stalled", conds)
 	}
 }
+
+func TestRestartDecision(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		recorded, seen map[string]string
+		want           bool
+	}{
+		{"nothing recorded yet (first sight)", map[string]string{}, map[string]string{"a": "1"}, false},
+		{"same data", map[string]string{"a": "1"}, map[string]string{"a": "1"}, false},
+		{"a new Secret appears (a new binding's first sync)", map[string]string{"a": "1"}, map[string]string{"a": "1", "b": "2"}, false},
+		{"a Secret it read changed", map[string]string{"a": "1", "b": "2"}, map[string]string{"a": "1", "b": "3"}, true},
+		{"a Secret is no longer read", map[string]string{"a": "1", "b": "2"}, map[string]string{"a": "1"}, false},
+	} {
+		if got := changed(tc.recorded, tc.seen); got != tc.want {
+			t.Errorf("%s: changed = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	m := map[string]string{"b": "2", "a": "1"}
+	if enc := encodeConsumed(m); enc != "a=1,b=2" || encodeConsumed(decodeConsumed(enc)) != enc {
+		t.Errorf("encode/decode: %q", enc)
+	}
+	if len(decodeConsumed("")) != 0 {
+		t.Error("an empty annotation decodes to something")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,6 +69,13 @@ func run(once bool) error {
 	}
 	fmt.Println("Synced Secrets and their keys (values are not shown):")
 	fmt.Println(keys)
+	fmt.Fprintln(os.Stderr, "\n[keyferry] a Deployment labelled keyferry.dev/restart-on-change reads DB_USER; changing it in the vault")
+	history, err := st.DemoRollout(wctx)
+	if err != nil {
+		return err
+	}
+	fmt.Println("\n$ kubectl rollout history deployment/shop -n demo   # after DB_USER changed in the vault")
+	fmt.Println(strings.TrimSpace(history))
 	if once {
 		return nil
 	}

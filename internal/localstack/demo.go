@@ -1,9 +1,13 @@
 package localstack
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
+	"time"
 )
 
 // DemoNamespace holds the demo's connections and bindings.
@@ -168,4 +172,72 @@ func (s *Stack) SecretKeys(ctx context.Context) (string, error) {
 	out, err := s.Kubectl(ctx, "get", "secrets", "-n", DemoNamespace, "-l", "keyferry.dev/binding",
 		"-o", `go-template={{range .items}}{{.metadata.name}}:{{range $k, $v := .data}} {{$k}}{{end}}{{"\n"}}{{end}}`)
 	return strings.TrimSpace(out), err
+}
+
+// demoWorkload opted in to restarts: it reads DB_USER of payments-env.
+const demoWorkload = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop, namespace: demo, labels: {keyferry.dev/restart-on-change: "true"}}
+spec:
+  selector: {matchLabels: {app: shop}}
+  template:
+    metadata: {labels: {app: shop}}
+    spec:
+      containers:
+        - name: shop
+          image: example.com/shop:1
+          env:
+            - name: DB_USER
+              valueFrom: {secretKeyRef: {name: payments-env, key: DB_USER}}
+`
+
+// DemoRollout shows a restart: an opted-in Deployment, a change of the key it reads in the
+// dev vault, a refresh, and the rollout history that follows (kube-controller-manager
+// makes the new ReplicaSet).
+func (s *Stack) DemoRollout(ctx context.Context) (string, error) {
+	if _, err := s.KubectlIn(ctx, demoWorkload, "apply", "-f", "-"); err != nil {
+		return "", err
+	}
+	if err := s.waitKubectl(ctx, 60*time.Second, func(out string) bool { return out != "" },
+		"get", "deployment", "shop", "-n", DemoNamespace, "-o", `jsonpath={.metadata.annotations.keyferry\.dev/consumed}`); err != nil {
+		return "", fmt.Errorf("the Deployment was not seen by keyferry: %w", err)
+	}
+	body, _ := json.Marshal(map[string]string{"environment": "production", "key": "DB_USER", "value": "payments-rotated"})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, s.VaultURL+"/debug/secrets/acme/payments", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	_ = resp.Body.Close()
+	if _, err := s.Kubectl(ctx, "annotate", "sb", "payments", "-n", DemoNamespace, "--overwrite",
+		fmt.Sprintf("keyferry.dev/refresh=demo-%d", time.Now().Unix())); err != nil {
+		return "", err
+	}
+	if err := s.waitKubectl(ctx, 60*time.Second, func(out string) bool { return len(strings.Fields(out)) >= 2 },
+		"get", "rs", "-n", DemoNamespace, "-l", "app=shop", "-o", "name"); err != nil {
+		return "", fmt.Errorf("no rollout followed the change: %w", err)
+	}
+	return s.Kubectl(ctx, "rollout", "history", "deployment/shop", "-n", DemoNamespace)
+}
+
+// waitKubectl runs kubectl until ok accepts its output.
+func (s *Stack) waitKubectl(ctx context.Context, timeout time.Duration, ok func(string) bool, args ...string) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := s.Kubectl(ctx, args...)
+		if err == nil && ok(strings.TrimSpace(out)) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out waiting for kubectl %s (last: %q): %w", strings.Join(args, " "), out, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
