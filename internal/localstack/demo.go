@@ -232,7 +232,10 @@ func (s *Stack) waitKubectl(ctx context.Context, timeout time.Duration, ok func(
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out waiting for kubectl %s (last: %q): %w", strings.Join(args, " "), out, err)
+			if err != nil {
+				return fmt.Errorf("timed out waiting for kubectl %s: %w", strings.Join(args, " "), err)
+			}
+			return fmt.Errorf("timed out waiting for kubectl %s (last: %q)", strings.Join(args, " "), out)
 		}
 		select {
 		case <-ctx.Done():

@@ -4,14 +4,13 @@
 package rollout
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"sort"
-	"strconv"
+	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/keyferry/keyferry/internal/render"
 )
 
 // Keys is what a workload reads of one Secret: All, or the named keys.
@@ -82,46 +81,25 @@ func Consumed(spec *corev1.PodSpec) map[string]*Keys {
 }
 
 // Digest is a keyed HMAC of exactly the consumed data of the given Secrets (by name):
-// equal digests mean the workload reads the same bytes.
+// equal digests mean the workload reads the same bytes. It is render.Digest over the
+// consumed entries, each named "<secret>/<key>".
 func Digest(key []byte, consumed map[string]*Keys, data map[string]map[string][]byte) string {
-	m := hmac.New(sha256.New, key)
-	write := func(s []byte) {
-		m.Write([]byte(strconv.Itoa(len(s))))
-		m.Write([]byte{':'})
-		m.Write(s)
-	}
-	for _, name := range sortedKeys(consumed) {
+	flat := map[string][]byte{}
+	for name, k := range consumed {
 		d, ok := data[name]
 		if !ok {
 			continue
 		}
-		write([]byte(name))
-		k := consumed[name]
-		keys := sortedKeys(d)
-		if !k.All {
-			keys = sortedKeys(k.Names)
-		}
-		for _, key := range keys {
-			v, present := d[key]
-			write([]byte(key))
-			if present {
-				write(v)
-			} else {
-				write([]byte{0xff}) // absent differs from empty
+		for dk, v := range d {
+			if k.All || k.Names[dk] {
+				flat[name+"/"+dk] = v
 			}
 		}
 	}
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return render.Digest(key, "rollout", flat)
 }
 
 // Names lists the Secret names of consumed, sorted, comma-separated (for messages).
-func Names(consumed map[string]*Keys) string { return strings.Join(sortedKeys(consumed), ",") }
+func Names(consumed map[string]*Keys) string {
+	return strings.Join(slices.Sorted(maps.Keys(consumed)), ",")
+}

@@ -258,13 +258,7 @@ spec:
 }
 
 func TestMetricsAreServed(t *testing.T) {
-	resp, err := http.Get(stack.MetricsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
+	text := metricsText(t, stack.MetricsURL)
 	for _, want := range []string{
 		`keyferry_provider_requests_total{code="2xx",connection="VaultConnection/demo/keyway",op="pull"}`,
 		`keyferry_provider_requests_total{code="2xx",connection="VaultConnection/demo/keystash",op="login"}`,
@@ -272,7 +266,7 @@ func TestMetricsAreServed(t *testing.T) {
 		`keyferry_binding_syncs_total{reason="Synced"}`,
 		`keyferry_secret_writes_total{result="applied"}`,
 	} {
-		if !strings.Contains(b.String(), want) {
+		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
@@ -366,8 +360,8 @@ func TestRestartKeepsSecretsAndDoesNotRefetch(t *testing.T) {
 	}
 }
 
-// metric reads one sample (the sum of the lines that start with prefix) from a metrics URL.
-func metric(t *testing.T, url, prefix string) float64 {
+// metricsText reads a plain-HTTP metrics endpoint.
+func metricsText(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -376,8 +370,14 @@ func metric(t *testing.T, url, prefix string) float64 {
 	defer resp.Body.Close()
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
+	return b.String()
+}
+
+// metric reads one sample (the sum of the lines that start with prefix) from a metrics URL.
+func metric(t *testing.T, url, prefix string) float64 {
+	t.Helper()
 	sum := 0.0
-	for _, line := range strings.Split(b.String(), "\n") {
+	for _, line := range strings.Split(metricsText(t, url), "\n") {
 		if strings.HasPrefix(line, prefix) {
 			var v float64
 			if _, err := fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v); err == nil {

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,14 +117,7 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 	if err := json.Unmarshal(raw, &d); err != nil {
 		t.Fatal(err)
 	}
-	r, err := http.Get(stack.MetricsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	var body bytes.Buffer
-	_, _ = body.ReadFrom(r.Body)
-	resp := body.String()
+	resp := metricsText(t, stack.MetricsURL)
 	names := regexp.MustCompile(`\b([a-z_]+_(total|seconds|status|bindings)|keyferry_bindings)\b`)
 	seen := 0
 	for _, p := range d.Panels {
