@@ -79,7 +79,7 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.patchStatus(ctx, b, st); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.memory.refreshDone(req.NamespacedName, o.refresh)
+	r.memory.refreshDone(req.NamespacedName, o)
 	return ctrl.Result{RequeueAfter: max(next.Sub(now), time.Second)}, nil
 }
 

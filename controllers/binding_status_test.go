@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 )
@@ -167,5 +168,30 @@ func TestRestartDecision(t *testing.T) {
 	}
 	if len(decodeConsumed("")) != 0 {
 		t.Error("an empty annotation decodes to something")
+	}
+}
+
+func TestPassMemory(t *testing.T) {
+	var m passMemory
+	key := types.NamespacedName{Namespace: "ns", Name: "b"}
+	failed := syncOutcome{err: transientErr(kf.ReasonProviderUnavailable, "down")}
+	if m.observe(key, failed) != 1 || m.observe(key, failed) != 2 || m.observe(key, syncOutcome{skipped: true}) != 2 {
+		t.Fatal("failures are not counted")
+	}
+	if m.observe(key, syncOutcome{}) != 0 {
+		t.Fatal("a success does not reset the failures")
+	}
+	// A pending pass (no connection client yet) must not use up a refresh.
+	m.refreshDone(key, syncOutcome{pending: true, refresh: "r1"})
+	if m.refreshHandled(key, "r1") {
+		t.Fatal("a pending pass marked the refresh handled: it would never be acted on")
+	}
+	m.refreshDone(key, syncOutcome{refresh: "r1"})
+	if !m.refreshHandled(key, "r1") || m.refreshHandled(key, "r2") || m.refreshHandled(key, "") {
+		t.Fatal("handled refresh values are not remembered exactly")
+	}
+	m.forget(key)
+	if m.refreshHandled(key, "r1") {
+		t.Fatal("forget keeps the binding")
 	}
 }

@@ -42,9 +42,10 @@ func (p *passMemory) observe(key types.NamespacedName, o syncOutcome) int {
 	return r.failures
 }
 
-// refreshDone records that the status now echoes the refresh value (call it once written).
-func (p *passMemory) refreshDone(key types.NamespacedName, value string) {
-	if value == "" {
+// refreshDone records, once the status is written, the refresh value a pass handled. A
+// pending pass saw the value but did not act on it: it stays wanted.
+func (p *passMemory) refreshDone(key types.NamespacedName, o syncOutcome) {
+	if o.refresh == "" || o.pending || o.skipped {
 		return
 	}
 	p.mu.Lock()
@@ -53,7 +54,7 @@ func (p *passMemory) refreshDone(key types.NamespacedName, value string) {
 		p.m = map[types.NamespacedName]remembered{}
 	}
 	r := p.m[key]
-	r.refresh = value
+	r.refresh = o.refresh
 	p.m[key] = r
 }
 
