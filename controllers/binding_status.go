@@ -85,16 +85,9 @@ func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time
 // from the actions. A pass that found nothing new returns prev unchanged: steady state
 // writes nothing.
 func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now time.Time) kf.SecretBindingStatus {
-	if o.pending && readyOf(prev.Conditions) == nil {
-		// A new binding says at once that it is in progress (kstatus reads a status
-		// without conditions as Current).
-		st := *prev.DeepCopy()
-		cond := metav1.Condition{Type: kf.ConditionReady, Status: metav1.ConditionUnknown, Reason: kf.ReasonProgressing,
-			Message: "waiting for the connection to be set up", ObservedGeneration: o.generation}
-		setCondition(&st.Conditions, cond, now)
-		setProgress(&st.Conditions, cond, false, now)
-		return st
-	}
+	// A pending pass (the connection's client is not built yet) writes nothing: a new
+	// binding already reads as in progress (the CRD defaults status.observedGeneration to
+	// 0), and at start-up thousands of bindings wait a moment for their clients.
 	if o.skipped || o.pending {
 		return prev
 	}

@@ -89,10 +89,7 @@ func TestComputeBindingStatus(t *testing.T) {
 		want    kf.SecretBindingStatus
 	}{
 		{"not due: unchanged", synced(1, 3, earlier), syncOutcome{skipped: true, generation: 1}, synced(1, 3, earlier)},
-		{"client pending, first pass: in progress at once", kf.SecretBindingStatus{}, syncOutcome{pending: true, generation: 1}, kf.SecretBindingStatus{
-			Conditions: append(ready(metav1.ConditionUnknown, kf.ReasonProgressing, "waiting for the connection to be set up", 1, t0),
-				metav1.Condition{Type: kf.ConditionReconciling, Status: metav1.ConditionTrue, Reason: kf.ReasonProgressing,
-					Message: "waiting for the connection to be set up", ObservedGeneration: 1, LastTransitionTime: metav1.NewTime(t0)})}},
+		{"client pending, first pass: unchanged (the CRD default reads InProgress)", kf.SecretBindingStatus{}, syncOutcome{pending: true, generation: 1}, kf.SecretBindingStatus{}},
 		{"client pending later: unchanged", synced(1, 3, earlier), syncOutcome{pending: true, generation: 1}, synced(1, 3, earlier)},
 		{"steady refresh: unchanged (no write)", synced(1, 3, earlier), syncOutcome{generation: 1, keys: 3}, synced(1, 3, earlier)},
 		{"first sync", kf.SecretBindingStatus{}, syncOutcome{generation: 1, keys: 3, wrote: true}, kf.SecretBindingStatus{
