@@ -169,32 +169,6 @@ func (r *ConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return b.Complete(r)
 }
 
-// credentialsIndex indexes connections by the Secrets they read ("namespace/name").
-const credentialsIndex = "credentials"
-
-// credentialKeys lists the Secrets a connection reads, as "namespace/name".
-func credentialKeys(o client.Object) []string {
-	conn := o.(kf.Connection)
-	spec := conn.ConnectionSpec()
-	var refs [][2]string // namespace field, name
-	if r := spec.CABundleSecretRef; r != nil {
-		refs = append(refs, [2]string{r.Namespace, r.Name})
-	}
-	switch a := spec.Auth; {
-	case a.Bearer != nil:
-		refs = append(refs, [2]string{a.Bearer.SecretRef.Namespace, a.Bearer.SecretRef.Name})
-	case a.APIKey != nil:
-		refs = append(refs, [2]string{a.APIKey.SecretRef.Namespace, a.APIKey.SecretRef.Name})
-	case a.Login != nil:
-		refs = append(refs, [2]string{a.Login.SecretRef.Namespace, a.Login.SecretRef.Name})
-	}
-	keys := make([]string, 0, len(refs))
-	for _, r := range refs {
-		keys = append(keys, conn.SecretNamespace(r[0])+"/"+r[1])
-	}
-	return keys
-}
-
 // secretToConnections maps a credentials Secret to the connections of this kind that
 // read it.
 func (r *ConnectionReconciler) secretToConnections(ctx context.Context, s client.Object) []ctrl.Request {

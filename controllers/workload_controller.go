@@ -12,6 +12,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -245,24 +247,12 @@ func (r *WorkloadReconciler) countConsumers(ctx context.Context, namespace, secr
 	return n, nil
 }
 
+// eachWorkload calls fn for every workload of list.
 func eachWorkload(list client.ObjectList, fn func(client.Object)) error {
-	switch l := list.(type) {
-	case *appsv1.DeploymentList:
-		for i := range l.Items {
-			fn(&l.Items[i])
-		}
-	case *appsv1.StatefulSetList:
-		for i := range l.Items {
-			fn(&l.Items[i])
-		}
-	case *appsv1.DaemonSetList:
-		for i := range l.Items {
-			fn(&l.Items[i])
-		}
-	default:
-		return fmt.Errorf("unexpected list %T", list)
-	}
-	return nil
+	return meta.EachListItem(list, func(o runtime.Object) error {
+		fn(o.(client.Object))
+		return nil
+	})
 }
 
 func (r *WorkloadReconciler) firstSeen(key types.NamespacedName, now time.Time) time.Time {

@@ -4,10 +4,6 @@
 package rollout
 
 import (
-	"maps"
-	"slices"
-	"strings"
-
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/keyferry/keyferry/internal/render"
@@ -97,9 +93,4 @@ func Digest(key []byte, consumed map[string]*Keys, data map[string]map[string][]
 		}
 	}
 	return render.Digest(key, "rollout", flat)
-}
-
-// Names lists the Secret names of consumed, sorted, comma-separated (for messages).
-func Names(consumed map[string]*Keys) string {
-	return strings.Join(slices.Sorted(maps.Keys(consumed)), ",")
 }

@@ -25,7 +25,7 @@ func TestConsumed(t *testing.T) {
 	got := Consumed(spec)
 	want := map[string]string{"init-all": "*", "app": "A", "tls": "tls.crt", "whole": "*", "proj": "K", "proj-all": "*"}
 	if len(got) != len(want) {
-		t.Fatalf("consumed %v", Names(got))
+		t.Fatalf("consumed %d Secrets, want %d", len(got), len(want))
 	}
 	for name, w := range want {
 		k := got[name]
