@@ -145,7 +145,7 @@ func (r *SecretBindingReconciler) due(b *kf.SecretBinding, current *corev1.Secre
 	if st.ObservedGeneration != b.Generation || st.NextSyncTime == nil || !now.Before(st.NextSyncTime.Time) {
 		return true
 	}
-	return !isReady(st.Conditions) || current == nil || r.target.drifted(b, current)
+	return !isReady(st.Conditions) || current == nil || drifted(current)
 }
 
 func (r *SecretBindingReconciler) draw() float64 {

@@ -160,8 +160,11 @@ func TestRestartDecision(t *testing.T) {
 		}
 	}
 	m := map[string]string{"b": "2", "a": "1"}
-	if enc := encodeConsumed(m); enc != "a=1,b=2" || encodeConsumed(decodeConsumed(enc)) != enc {
+	if enc := encodeConsumed(m); enc != "v2;a=1,b=2" || encodeConsumed(decodeConsumed(enc)) != enc {
 		t.Errorf("encode/decode: %q", enc)
+	}
+	if len(decodeConsumed("a=1")) != 0 {
+		t.Error("digests of an older scheme must read as not recorded (re-recorded, no restart)")
 	}
 	if len(decodeConsumed("")) != 0 {
 		t.Error("an empty annotation decodes to something")

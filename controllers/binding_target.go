@@ -104,10 +104,11 @@ func (w secretWriter) current(ctx context.Context, b *kf.SecretBinding) (*corev1
 	return s, nil
 }
 
-// drifted says the Secret no longer holds what keyferry wrote into it.
-func (w secretWriter) drifted(b *kf.SecretBinding, s *corev1.Secret) bool {
-	want := s.Annotations[kf.AnnotationDataHMAC]
-	return want == "" || w.digest(b, writtenData(b, s)) != want
+// drifted says the Secret no longer holds what keyferry wrote into it. The cache checks
+// that as a Secret enters it, while its values are still there (trim.Secret), and empties
+// the data-hmac annotation of one that does not match.
+func drifted(s *corev1.Secret) bool {
+	return s.Annotations[kf.AnnotationDataHMAC] == ""
 }
 
 // digest is the keyed HMAC of data as the binding writes it; the type counts unless the
@@ -118,18 +119,6 @@ func (w secretWriter) digest(b *kf.SecretBinding, data map[string][]byte) string
 		typ = ""
 	}
 	return render.Digest(w.hmacKey, typ, data)
-}
-
-// writtenData is the part of a Secret that keyferry wrote.
-func writtenData(b *kf.SecretBinding, s *corev1.Secret) map[string][]byte {
-	if b.GetCreationPolicy() != kf.CreationPolicyMerge {
-		return s.Data
-	}
-	var keys []string
-	if v := s.Annotations[kf.AnnotationKeys]; v != "" {
-		keys = strings.Split(v, ",")
-	}
-	return render.Subset(s.Data, keys)
 }
 
 // desired is the Secret the binding wants, built once: the create and the apply both
@@ -188,7 +177,7 @@ func (w secretWriter) write(ctx context.Context, b *kf.SecretBinding, current *c
 		}
 		return err == nil, refused(want.Name, err)
 	}
-	if upToDate(current, want) && !w.drifted(b, current) {
+	if upToDate(current, want) {
 		return false, nil
 	}
 	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)

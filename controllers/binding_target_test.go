@@ -76,7 +76,7 @@ func TestDesiredSecret(t *testing.T) {
 	if s.Type != corev1.SecretTypeOpaque || len(s.OwnerReferences) != 1 || s.OwnerReferences[0].UID != "uid-1" || s.Labels[kf.LabelManagedBy] != kf.LabelManagedByValue {
 		t.Errorf("Owner: type %q ownerRefs %v", s.Type, s.OwnerReferences)
 	}
-	if !upToDate(s, w.desired(b, data)) || w.drifted(b, s) {
+	if !upToDate(s, w.desired(b, data)) || drifted(s) {
 		t.Error("a Secret holding exactly the desired state must be up to date")
 	}
 

@@ -48,6 +48,9 @@ type ConnectionReconciler struct {
 
 	// credentialsCache is watched so that a changed credential wakes its connections.
 	credentialsCache cache.Cache
+	// ReportOnly serves the connection without writing its status (a ClusterVaultConnection
+	// on a shard other than 0: every shard has its own session, shard 0 reports).
+	ReportOnly bool
 }
 
 // Reconcile handles one connection.
@@ -125,7 +128,7 @@ func (r *ConnectionReconciler) requeueAfter(obs connectionObservation) time.Dura
 }
 
 func (r *ConnectionReconciler) patchStatus(ctx context.Context, conn kf.Connection, prev, next kf.VaultConnectionStatus) error {
-	if equality.Semantic.DeepEqual(prev, next) {
+	if r.ReportOnly || equality.Semantic.DeepEqual(prev, next) {
 		return nil
 	}
 	base := conn.DeepCopyObject().(client.Object)

@@ -18,6 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/shard"
+	"github.com/keyferry/keyferry/internal/trim"
 	"github.com/keyferry/keyferry/internal/vault"
 )
 
@@ -32,6 +34,10 @@ type Options struct {
 	BindingWorkers          int
 	// RestartDebounce groups Secret changes into one workload restart (default 5s).
 	RestartDebounce time.Duration
+	// Shard is the part of the namespaces this manager handles (its cache holds only
+	// those, see CacheOptions). ClusterVaultConnections are served by every shard; only
+	// shard 0 writes their status, so the shards do not overwrite each other's.
+	Shard shard.Shard
 }
 
 // SetupWithManager registers every keyferry reconciler with mgr.
@@ -57,6 +63,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		r.credentialsCache = creds
 		r.Recorder = mgr.GetEventRecorder("keyferry")
 		r.PollInterval, r.Workers = opts.CredentialsPollInterval, opts.ConnectionWorkers
+		r.ReportOnly = r.Kind == kf.ConnectionKindCluster && opts.Shard.Index > 0
 		if err := r.SetupWithManager(mgr); err != nil {
 			return err
 		}
@@ -87,8 +94,10 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 }
 
 // CacheOptions caches only the Secrets keyferry writes (label keyferry.dev/binding) and the
-// workloads that opted in to restarts, so memory does not grow with the cluster's others.
-func CacheOptions() cache.Options {
+// workloads that opted in to restarts, so memory does not grow with the cluster's others;
+// the Secrets without their values (trim.Secret, keyed by hmacKey). With more than one
+// shard, objects of other shards' namespaces are dropped as they arrive (shard.NewInformer).
+func CacheOptions(hmacKey []byte, sh shard.Shard) cache.Options {
 	managed, err := labels.NewRequirement(kf.LabelBinding, selection.Exists, nil)
 	if err != nil {
 		panic(err) // a constant label key: cannot fail
@@ -96,15 +105,15 @@ func CacheOptions() cache.Options {
 	optedIn := labels.SelectorFromSet(labels.Set{kf.LabelRestartOnChange: "true"})
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed)},
-			// Only workloads that opted in to restarts, so memory does not grow with the others.
-			&appsv1.Deployment{}:  {Label: optedIn},
-			&appsv1.StatefulSet{}: {Label: optedIn},
-			&appsv1.DaemonSet{}:   {Label: optedIn},
+			&corev1.Secret{}:      {Label: labels.NewSelector().Add(*managed), Transform: trim.Secret(hmacKey)},
+			&appsv1.Deployment{}:  {Label: optedIn, Transform: trim.Workload},
+			&appsv1.StatefulSet{}: {Label: optedIn, Transform: trim.Workload},
+			&appsv1.DaemonSet{}:   {Label: optedIn, Transform: trim.Workload},
 		},
 		// managedFields are often the largest part of a cached object and keyferry never
 		// reads them (it writes with server-side apply).
 		DefaultTransform: cache.TransformStripManagedFields(),
+		NewInformer:      sh.NewInformer,
 	}
 }
 

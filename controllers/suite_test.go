@@ -32,6 +32,7 @@ import (
 	"github.com/keyferry/keyferry/internal/localstack"
 	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/testenv"
+	"github.com/keyferry/keyferry/internal/shard"
 	"github.com/keyferry/keyferry/internal/vault"
 )
 
@@ -127,7 +128,7 @@ func runMain(m *testing.M) int {
 	mgr, err := ctrl.NewManager(mgrCfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:   controllers.CacheOptions(),
+		Cache:   controllers.CacheOptions(key, shard.Shard{}),
 		Client:  controllers.ClientOptions(),
 	})
 	if err != nil {

@@ -274,18 +274,27 @@ func (r *WorkloadReconciler) settle(key types.NamespacedName) {
 	delete(r.pending, key)
 }
 
-// encodeConsumed writes per-Secret digests as "name=digest,..." (sorted).
+// consumedScheme versions the digests in the consumed annotation: digests of another
+// scheme (an older keyferry's) are recorded again, never read as a change, so an upgrade
+// restarts nothing. v2: digests over the cache's per-key digests (trim.Secret).
+const consumedScheme = "v2;"
+
+// encodeConsumed writes per-Secret digests as "v2;name=digest,..." (sorted).
 func encodeConsumed(m map[string]string) string {
 	parts := make([]string, 0, len(m))
 	for name, d := range m {
 		parts = append(parts, name+"="+d)
 	}
 	sort.Strings(parts)
-	return strings.Join(parts, ",")
+	return consumedScheme + strings.Join(parts, ",")
 }
 
 func decodeConsumed(s string) map[string]string {
 	out := map[string]string{}
+	s, ok := strings.CutPrefix(s, consumedScheme)
+	if !ok {
+		return out
+	}
 	for _, p := range strings.Split(s, ",") {
 		if name, d, ok := strings.Cut(p, "="); ok {
 			out[name] = d

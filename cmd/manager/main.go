@@ -22,6 +22,7 @@ import (
 	"github.com/keyferry/keyferry/controllers"
 	"github.com/keyferry/keyferry/internal/hmackey"
 	"github.com/keyferry/keyferry/internal/metrics"
+	"github.com/keyferry/keyferry/internal/shard"
 	"github.com/keyferry/keyferry/internal/vault"
 	"github.com/keyferry/keyferry/internal/version"
 )
@@ -35,6 +36,7 @@ type options struct {
 	connectionWorkers, bindingWorkers int
 	credentialsPoll                   time.Duration
 	egressDeny                        string
+	shard                             shard.Shard
 	metricsSecure                     bool
 	restartDebounce                   time.Duration
 }
@@ -51,6 +53,8 @@ func main() {
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoint (profiling); 0 disables it.")
 	flag.StringVar(&o.namespace, "namespace", defaultNS, "The operator's own namespace (holds the HMAC key Secret and the leader-election lease).")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so only one of several replicas reconciles.")
+	flag.IntVar(&o.shard.Count, "shard-count", 1, "Number of shards: with more than one, each replica set handles only the namespaces whose hash falls in its --shard-index, with a leader-election lease of its own.")
+	flag.IntVar(&o.shard.Index, "shard-index", 0, "This replica's shard, in [0, --shard-count).")
 	flag.Float64Var(&o.qps, "kube-api-qps", 500, "Queries per second to the Kubernetes API server (each new binding costs two writes; lower it on a busy shared cluster).")
 	flag.IntVar(&o.burst, "kube-api-burst", 1000, "Burst of queries to the Kubernetes API server.")
 	flag.IntVar(&o.connectionWorkers, "connection-workers", 2, "Concurrent reconciles per connection controller.")
@@ -74,6 +78,9 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("--egress-deny-cidrs: %w", err)
 	}
+	if err := o.shard.Validate(); err != nil {
+		return err
+	}
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(kf.AddToScheme(scheme))
@@ -83,24 +90,13 @@ func run(o options) error {
 		return err
 	}
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
-	cfg.UserAgent = version.UserAgent()
+	// The user agent names the default field manager of keyferry's status and metadata
+	// writes: with shards, "keyferry-shard-1-of-2", so managedFields and audit logs show
+	// which shard wrote. (Secret data keeps the field manager "keyferry": a namespace moving
+	// between shards must not meet an apply conflict with itself.)
+	cfg.UserAgent = version.UserAgent(o.shard.Name())
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsOptions(o),
-		HealthProbeBindAddress:  o.probeAddr,
-		PprofBindAddress:        o.pprofAddr,
-		LeaderElection:          o.leaderElect,
-		LeaderElectionID:        "keyferry.keyferry.dev",
-		LeaderElectionNamespace: o.namespace,
-		// A stopping leader hands over at once (a rolling update does not wait a lease).
-		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(),
-		Client:                        controllers.ClientOptions(),
-	})
-	if err != nil {
-		return err
-	}
+	// The cache needs the key: it keeps keyed digests of managed Secrets, not their values.
 	direct, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return err
@@ -112,6 +108,22 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsOptions(o),
+		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        leaseName(o.shard),
+		LeaderElectionNamespace: o.namespace,
+		// A stopping leader hands over at once (a rolling update does not wait a lease).
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         controllers.CacheOptions(key, o.shard),
+		Client:                        controllers.ClientOptions(),
+	})
+	if err != nil {
+		return err
+	}
 	if err := controllers.SetupWithManager(mgr, controllers.Options{
 		Registry:                vault.NewRegistry(metrics.ClientHooks, egressDeny),
 		HMACKey:                 key,
@@ -119,6 +131,7 @@ func run(o options) error {
 		ConnectionWorkers:       o.connectionWorkers,
 		BindingWorkers:          o.bindingWorkers,
 		RestartDebounce:         o.restartDebounce,
+		Shard:                   o.shard,
 	}); err != nil {
 		return err
 	}
@@ -128,8 +141,16 @@ func run(o options) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	ctrl.Log.WithName("setup").Info("starting manager", "version", version.Version, "namespace", o.namespace)
+	ctrl.Log.WithName("setup").Info("starting manager", "version", version.Version, "namespace", o.namespace, "shard", o.shard.Name())
 	return mgr.Start(ctx)
+}
+
+// leaseName is the leader-election lease: one per shard, so each shard has its leader.
+func leaseName(s shard.Shard) string {
+	if !s.Sharded() {
+		return "keyferry.keyferry.dev"
+	}
+	return "keyferry-" + s.Name() + ".keyferry.dev"
 }
 
 // metricsOptions serves metrics as kubebuilder does: with --metrics-secure, HTTPS (a

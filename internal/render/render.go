@@ -153,3 +153,15 @@ func Subset(data map[string][]byte, keys []string) map[string][]byte {
 
 // Keys returns data's keys, sorted.
 func Keys(data map[string][]byte) []string { return sortedKeys(data) }
+
+// KeyDigest is the keyed digest of one entry (16 bytes of an HMAC-SHA256): what the cache
+// keeps of a managed Secret's value. Entries of equal digest hold, for all practical
+// purposes, equal bytes; the value cannot be recovered from it.
+func KeyDigest(key []byte, name string, value []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(strconv.Itoa(len(name))))
+	m.Write([]byte{':'})
+	m.Write([]byte(name))
+	m.Write(value)
+	return m.Sum(nil)[:16]
+}
