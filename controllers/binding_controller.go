@@ -37,8 +37,10 @@ type SecretBindingReconciler struct {
 	// HMACKey keys the digest of written data (one per installation).
 	HMACKey []byte
 	// Wake asks a connection's reconciler to look again (a 401 or 403 was seen), by kind.
-	Wake    map[kf.ConnectionKind]chan<- event.GenericEvent
-	Workers int
+	Wake map[kf.ConnectionKind]chan<- event.GenericEvent
+	// ClientReady names connections whose client was just built (see ConnectionReconciler).
+	ClientReady map[kf.ConnectionKind]<-chan event.GenericEvent
+	Workers     int
 	// Rand draws the schedule's jitter in [0,1); math/rand when nil.
 	Rand func() float64
 

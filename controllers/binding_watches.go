@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 )
@@ -40,6 +41,9 @@ func (r *SecretBindingReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	for _, kind := range []kf.ConnectionKind{kf.ConnectionKindNamespaced, kf.ConnectionKindCluster} {
 		b = b.Watches(kf.NewConnection(kind, "", ""), handler.EnqueueRequestsFromMapFunc(r.connectionToBindings(kind)),
 			builder.WithPredicates(readinessChanged()))
+		if ch := r.ClientReady[kind]; ch != nil {
+			b = b.WatchesRawSource(source.Channel(ch, handler.EnqueueRequestsFromMapFunc(r.connectionToBindings(kind))))
+		}
 	}
 	return b.Complete(r)
 }

@@ -48,6 +48,9 @@ type ConnectionReconciler struct {
 
 	// credentialsCache is watched so that a changed credential wakes its connections.
 	credentialsCache cache.Cache
+	// ClientReady receives a connection whose provider client this process has just
+	// built: its bindings waiting for it (pending passes) go on at once, not after a retry.
+	ClientReady chan<- event.GenericEvent
 	// ReportOnly serves the connection without writing its status (a ClusterVaultConnection
 	// on a shard other than 0: every shard has its own session, shard 0 reports).
 	ReportOnly bool
@@ -75,9 +78,16 @@ func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 
 	prev := conn.ConnectionStatus().DeepCopy()
+	_, had := r.Registry.Get(id)
 	obs, err := r.observe(ctx, conn, id)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if _, has := r.Registry.Get(id); has && !had && r.ClientReady != nil {
+		select {
+		case r.ClientReady <- event.GenericEvent{Object: conn}:
+		case <-ctx.Done():
+		}
 	}
 	next := computeConnectionStatus(*prev, obs)
 	if err := r.patchStatus(ctx, conn, *prev, next); err != nil {

@@ -54,9 +54,11 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	}
 	wakeVC := make(chan event.GenericEvent, 64)
 	wakeCVC := make(chan event.GenericEvent, 64)
+	readyVC := make(chan event.GenericEvent, 256)
+	readyCVC := make(chan event.GenericEvent, 64)
 	for _, r := range []*ConnectionReconciler{
-		{Kind: kf.ConnectionKindNamespaced, Wake: wakeVC},
-		{Kind: kf.ConnectionKindCluster, Wake: wakeCVC},
+		{Kind: kf.ConnectionKindNamespaced, Wake: wakeVC, ClientReady: readyVC},
+		{Kind: kf.ConnectionKindCluster, Wake: wakeCVC, ClientReady: readyCVC},
 	} {
 		r.Client, r.Registry, r.Clock = mgr.GetClient(), opts.Registry, opts.Clock
 		r.Credentials = credentialReader{cache: creds, live: mgr.GetAPIReader()}
@@ -88,6 +90,9 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		HMACKey:   opts.HMACKey,
 		Wake: map[kf.ConnectionKind]chan<- event.GenericEvent{
 			kf.ConnectionKindNamespaced: wakeVC, kf.ConnectionKindCluster: wakeCVC,
+		},
+		ClientReady: map[kf.ConnectionKind]<-chan event.GenericEvent{
+			kf.ConnectionKindNamespaced: readyVC, kf.ConnectionKindCluster: readyCVC,
 		},
 		Workers: opts.BindingWorkers,
 	}).SetupWithManager(mgr)

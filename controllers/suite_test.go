@@ -31,8 +31,8 @@ import (
 	"github.com/keyferry/keyferry/internal/hmackey"
 	"github.com/keyferry/keyferry/internal/localstack"
 	"github.com/keyferry/keyferry/internal/metrics"
-	"github.com/keyferry/keyferry/internal/testenv"
 	"github.com/keyferry/keyferry/internal/shard"
+	"github.com/keyferry/keyferry/internal/testenv"
 	"github.com/keyferry/keyferry/internal/vault"
 )
 

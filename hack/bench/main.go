@@ -1,6 +1,7 @@
 // Command bench measures keyferry at scale on this machine: the local control plane, the
-// dev vault and the manager binary, with N bindings over E environments and C
-// connections, and U unrelated Secrets created beforehand. It prints one Markdown table
+// dev vault and the manager binary (one process per shard), with N bindings spread over
+// namespaces, E environments and C connections per namespace, and U unrelated Secrets
+// created beforehand. It prints one Markdown table
 // row per run. Counts come from the dev vault and the API server, not from guesses.
 package main
 
@@ -18,9 +19,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,6 +34,8 @@ import (
 
 type params struct {
 	n, e, c, u    int
+	namespaces    int
+	shards        int
 	interval      time.Duration
 	keywayLimit   int
 	keywayWindow  time.Duration
@@ -38,13 +43,16 @@ type params struct {
 	ceilingWrites int
 	managerArgs   string
 	managerEnv    string
+	keepLog       string
 }
 
 func main() {
 	var p params
 	flag.IntVar(&p.n, "n", 1000, "bindings")
 	flag.IntVar(&p.e, "e", 10, "environments")
-	flag.IntVar(&p.c, "c", 1, "connections")
+	flag.IntVar(&p.c, "c", 1, "connections per namespace")
+	flag.IntVar(&p.namespaces, "namespaces", 1, "namespaces the bindings are spread over (bench-0 ...)")
+	flag.IntVar(&p.shards, "shards", 1, "manager processes, one per shard (--shard-count/--shard-index)")
 	flag.IntVar(&p.u, "u", 0, "unrelated Secrets of 10 KiB created beforehand")
 	flag.DurationVar(&p.interval, "interval", 30*time.Second, "refreshInterval of every binding")
 	flag.IntVar(&p.intervals, "intervals", 2, "refresh intervals observed after the first sync")
@@ -53,11 +61,12 @@ func main() {
 	flag.IntVar(&p.ceilingWrites, "ceiling", 2000, "Secret creates used to measure the raw write ceiling")
 	flag.StringVar(&p.managerArgs, "manager-args", "", "extra manager flags, space separated")
 	flag.StringVar(&p.managerEnv, "manager-env", "", "extra manager environment, space separated NAME=value (e.g. GOMEMLIMIT=120MiB)")
+	flag.StringVar(&p.keepLog, "keep-log", "", "copy the managers' log to this file at the end")
 	header := flag.Bool("header", false, "print the table header first")
 	flag.Parse()
 	if *header {
-		fmt.Println("| N | E | C | U | ready (s) | write ceiling (creates/s) | pulls first sync | logins | pulls per interval | over-limit answers | steady writes | peak RSS (MiB) | CPU (s) |")
-		fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+		fmt.Println("| N | namespaces | shards | E | C | U | ready (s) | write ceiling (creates/s) | ready ÷ time of 2 writes per binding | pulls first sync | logins | pulls per interval | over-limit answers | steady writes | peak RSS per shard (MiB) | RSS growth per 1,000 bindings (MiB) | CPU to ready (s) | CPU per binding beyond an empty start (ms) |")
+		fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	}
 	if err := run(p); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -84,6 +93,13 @@ func run(p params) error {
 		return err
 	}
 	defer st.Stop()
+	if p.keepLog != "" {
+		defer func() {
+			if b, err := os.ReadFile(st.ManagerLog); err == nil {
+				_ = os.WriteFile(p.keepLog, b, 0o600)
+			}
+		}()
+	}
 	c, err := newClient(st.Kubeconfig)
 	if err != nil {
 		return err
@@ -95,25 +111,48 @@ func run(p params) error {
 	if err := createUnrelated(ctx, c, p.u); err != nil {
 		return err
 	}
-	if err := createBindings(ctx, c, st.VaultURL, p); err != nil {
+	if err := createConnections(ctx, c, st.VaultURL, p); err != nil {
 		return err
 	}
+	// The managers' resident set with every connection and no binding: the growth per
+	// 1,000 bindings is measured from there.
+	base, baseCPU, err := baseline(st, p)
+	if err != nil {
+		return err
+	}
+	if err := createBindings(ctx, c, p); err != nil {
+		return err
+	}
+	watch, err := watchReady(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer watch.Stop()
 
 	before := counts(st)
 	start := time.Now()
-	if err := st.StartManager(); err != nil {
+	samplers, err := startManagers(st, p)
+	if err != nil {
 		return err
 	}
-	sampler := newSampler(st.ManagerPID())
-	defer sampler.stop()
-	if err := waitReady(ctx, c, p.n, 10*time.Minute); err != nil {
+	if err := watch.wait(p.n, 15*time.Minute); err != nil {
 		return err
 	}
 	ready := time.Since(start)
+	var cpuReady float64
+	for _, s := range samplers {
+		_, cpu := s.now()
+		cpuReady += cpu
+	}
 	first := counts(st)
 
 	// Let the first sync settle, then watch the given refresh intervals.
 	time.Sleep(2 * time.Second)
+	var steady int64
+	for _, s := range samplers {
+		rss, _ := s.now()
+		steady += rss
+	}
 	versions, err := resourceVersions(ctx, c)
 	if err != nil {
 		return err
@@ -132,16 +171,69 @@ func run(p params) error {
 		}
 	}
 	// Steady writes count only objects changed while nothing changed in the vault.
-	peak, cpu := sampler.stop()
-	fmt.Printf("| %d | %d | %d | %d | %.1f | %.0f | %d | %d | %.1f | %d | %d | %.0f | %.1f |\n",
-		p.n, p.e, p.c, p.u, ready.Seconds(), ceiling,
+	var peaks []string
+	for _, s := range samplers {
+		peak, _ := s.stop()
+		peaks = append(peaks, fmt.Sprintf("%.0f", float64(peak)/1024))
+	}
+	twoWrites := 2 * float64(p.n) / ceiling
+	fmt.Printf("| %d | %d | %d | %d | %d | %d | %.1f | %.0f | %.1f× | %d | %d | %.1f | %d | %d | %s | %.1f | %.1f | %.2f |\n",
+		p.n, p.namespaces, p.shards, p.e, p.c, p.u, ready.Seconds(), ceiling, ready.Seconds()/twoWrites,
 		first["keyway.pull"]-before["keyway.pull"], end["keyway.login"]-before["keyway.login"],
 		float64(end["keyway.pull"]-mid["keyway.pull"])/float64(p.intervals),
-		end["keyway.over-limit"]-before["keyway.over-limit"], changed, float64(peak)/1024, cpu)
+		end["keyway.over-limit"]-before["keyway.over-limit"], changed, strings.Join(peaks, " / "),
+		float64(steady-base)/1024/(float64(p.n)/1000), cpuReady, (cpuReady-baseCPU)*1000/float64(p.n))
 	return nil
 }
 
-func newClient(kubeconfig string) (client.Client, error) {
+// shardArgs are the flags of manager i of p.shards.
+func shardArgs(p params, i int) []string {
+	if p.shards <= 1 {
+		return nil
+	}
+	return []string{"--shard-count", strconv.Itoa(p.shards), "--shard-index", strconv.Itoa(i)}
+}
+
+// startManagers starts one manager per shard and follows each one's RSS and CPU.
+func startManagers(st *localstack.Stack, p params) ([]*sampler, error) {
+	var out []*sampler
+	for i := range max(p.shards, 1) {
+		r, err := st.StartReplica(shardArgs(p, i)...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, newSampler(r.PID()))
+	}
+	return out, nil
+}
+
+// baseline runs the managers for a few seconds without bindings and returns the sums of
+// their resident sets (KiB) and CPU seconds: what a start costs before any binding.
+func baseline(st *localstack.Stack, p params) (rssKiB int64, cpuSeconds float64, err error) {
+	for i := range max(p.shards, 1) {
+		r, err := st.StartReplica(shardArgs(p, i)...)
+		if err != nil {
+			return 0, 0, err
+		}
+		time.Sleep(3 * time.Second)
+		s := newSampler(r.PID())
+		rss, cpu := s.now()
+		s.stop()
+		if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", r.PID())); err == nil {
+			for _, line := range strings.Split(string(status), "\n") {
+				if strings.HasPrefix(line, "RssAnon") || strings.HasPrefix(line, "RssFile") {
+					fmt.Fprintln(os.Stderr, "baseline", strings.Join(strings.Fields(line), " "))
+				}
+			}
+		}
+		rssKiB, cpuSeconds = rssKiB+rss, cpuSeconds+cpu
+		r.Stop()
+	}
+	fmt.Fprintf(os.Stderr, "baseline without bindings: RSS %.0f MiB, CPU %.2f s\n", float64(rssKiB)/1024, cpuSeconds)
+	return rssKiB, cpuSeconds, nil
+}
+
+func newClient(kubeconfig string) (client.WithWatch, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, err
@@ -150,7 +242,7 @@ func newClient(kubeconfig string) (client.Client, error) {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(kf.AddToScheme(s))
-	return client.New(cfg, client.Options{Scheme: s})
+	return client.NewWithWatch(cfg, client.Options{Scheme: s})
 }
 
 func writeVaultData(path string, envs int) error {
@@ -229,73 +321,127 @@ func createUnrelated(ctx context.Context, c client.Client, n int) error {
 	})
 }
 
-func createBindings(ctx context.Context, c client.Client, vaultURL string, p params) error {
-	if err := createNamespace(ctx, c, "bench"); err != nil {
-		return err
-	}
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "token",
-		Labels: map[string]string{kf.LabelCredentials: "true"}},
-		StringData: map[string]string{"token": "kw_live_bench"}}); err != nil {
-		return err
-	}
-	for i := 0; i < p.c; i++ {
-		vc := &kf.VaultConnection{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("conn-%d", i)},
-			Spec: kf.VaultConnectionSpec{Provider: kf.ProviderKeyway, URL: vaultURL + "/keyway", AllowInsecureHTTP: true,
-				Auth: kf.AuthSpec{Bearer: &kf.BearerAuth{SecretRef: kf.SecretKeyReference{Name: "token", Key: "token"}}}}}
-		if err := c.Create(ctx, vc); err != nil {
+func benchNamespace(i int) string { return fmt.Sprintf("bench-%d", i) }
+
+// createConnections creates, in each bench namespace, the token Secret and C connections.
+func createConnections(ctx context.Context, c client.Client, vaultURL string, p params) error {
+	return parallel(p.namespaces, func(i int) error {
+		ns := benchNamespace(i)
+		if err := createNamespace(ctx, c, ns); err != nil {
 			return err
 		}
-	}
+		if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "token",
+			Labels: map[string]string{kf.LabelCredentials: "true"}},
+			StringData: map[string]string{"token": "kw_live_bench"}}); err != nil {
+			return err
+		}
+		for j := 0; j < p.c; j++ {
+			vc := &kf.VaultConnection{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("conn-%d", j)},
+				Spec: kf.VaultConnectionSpec{Provider: kf.ProviderKeyway, URL: vaultURL + "/keyway", AllowInsecureHTTP: true,
+					Auth: kf.AuthSpec{Bearer: &kf.BearerAuth{SecretRef: kf.SecretKeyReference{Name: "token", Key: "token"}}}}}
+			if err := c.Create(ctx, vc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// createBindings spreads the bindings so that every (namespace, environment, connection)
+// is used: the first sync should pull exactly namespaces × E × C times.
+func createBindings(ctx context.Context, c client.Client, p params) error {
 	return parallel(p.n, func(i int) error {
-		return c.Create(ctx, &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("b-%d", i)},
-			Spec: kf.SecretBindingSpec{ConnectionRef: kf.ConnectionReference{Name: fmt.Sprintf("conn-%d", i%p.c)},
-				Vault: "bench/app", Environment: fmt.Sprintf("env-%d", i%p.e),
+		ns, env, conn := i%p.namespaces, (i/p.namespaces)%p.e, (i/(p.namespaces*p.e))%p.c
+		return c.Create(ctx, &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace(ns), Name: fmt.Sprintf("b-%d", i)},
+			Spec: kf.SecretBindingSpec{ConnectionRef: kf.ConnectionReference{Name: fmt.Sprintf("conn-%d", conn)},
+				Vault: "bench/app", Environment: fmt.Sprintf("env-%d", env),
 				RefreshInterval: &metav1.Duration{Duration: p.interval}}})
 	})
 }
 
-func waitReady(ctx context.Context, c client.Client, n int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		list := &kf.SecretBindingList{}
-		if err := c.List(ctx, list, client.InNamespace("bench")); err != nil {
-			return err
-		}
-		ready := 0
-		for _, b := range list.Items {
-			for _, cond := range b.Status.Conditions {
-				if cond.Type == kf.ConditionReady && cond.Status == metav1.ConditionTrue {
-					ready++
+// readyWatch follows every binding's Ready condition through one watch (a LIST per poll
+// of 10,000 bindings would itself load this small machine).
+type readyWatch struct {
+	c     client.WithWatch
+	ctx   context.Context
+	ready map[string]bool
+	rv    string
+	w     watch.Interface
+}
+
+func watchReady(ctx context.Context, c client.WithWatch) (*readyWatch, error) {
+	r := &readyWatch{c: c, ctx: ctx, ready: map[string]bool{}}
+	return r, r.relist()
+}
+
+func (r *readyWatch) relist() error {
+	list := &kf.SecretBindingList{}
+	if err := r.c.List(r.ctx, list); err != nil {
+		return err
+	}
+	clear(r.ready)
+	for i := range list.Items {
+		r.observe(&list.Items[i])
+	}
+	w, err := r.c.Watch(r.ctx, &kf.SecretBindingList{}, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+	r.w = w
+	return err
+}
+
+func (r *readyWatch) observe(b *kf.SecretBinding) {
+	k := b.Namespace + "/" + b.Name
+	delete(r.ready, k)
+	if c := meta.FindStatusCondition(b.Status.Conditions, kf.ConditionReady); c != nil && c.Status == metav1.ConditionTrue {
+		r.ready[k] = true
+	}
+}
+
+func (r *readyWatch) Stop() {
+	if r.w != nil {
+		r.w.Stop()
+	}
+}
+
+func (r *readyWatch) wait(n int, timeout time.Duration) error {
+	deadline := time.After(timeout)
+	for len(r.ready) < n {
+		select {
+		case <-deadline:
+			return fmt.Errorf("%d of %d bindings Ready after %v", len(r.ready), n, timeout)
+		case e, ok := <-r.w.ResultChan():
+			if !ok || e.Type == watch.Error {
+				r.w.Stop()
+				if err := r.relist(); err != nil {
+					return err
 				}
+				continue
+			}
+			if b, ok := e.Object.(*kf.SecretBinding); ok && e.Type != watch.Deleted {
+				r.observe(b)
+			}
+			if os.Getenv("BENCH_VERBOSE") != "" && len(r.ready)%max(n/20, 1) == 0 {
+				fmt.Fprintf(os.Stderr, "%s ready %d/%d\n", time.Now().Format("15:04:05.000"), len(r.ready), n)
 			}
 		}
-		if ready == n {
-			return nil
-		}
-		if os.Getenv("BENCH_VERBOSE") != "" {
-			fmt.Fprintf(os.Stderr, "%s ready %d/%d\n", time.Now().Format("15:04:05.000"), ready, n)
-		}
-		// Listing every binding is itself load on this small machine: poll gently.
-		time.Sleep(250 * time.Millisecond)
 	}
-	return fmt.Errorf("not every binding Ready after %v", timeout)
+	return nil
 }
 
 func resourceVersions(ctx context.Context, c client.Client) (map[string]string, error) {
 	out := map[string]string{}
 	bl := &kf.SecretBindingList{}
-	if err := c.List(ctx, bl, client.InNamespace("bench")); err != nil {
+	if err := c.List(ctx, bl); err != nil {
 		return nil, err
 	}
 	for _, b := range bl.Items {
-		out["sb/"+b.Name] = b.ResourceVersion
+		out["sb/"+b.Namespace+"/"+b.Name] = b.ResourceVersion
 	}
 	sl := &corev1.SecretList{}
-	if err := c.List(ctx, sl, client.InNamespace("bench")); err != nil {
+	if err := c.List(ctx, sl, client.HasLabels{kf.LabelBinding}); err != nil {
 		return nil, err
 	}
 	for _, s := range sl.Items {
-		out["secret/"+s.Name] = s.ResourceVersion
+		out["secret/"+s.Namespace+"/"+s.Name] = s.ResourceVersion
 	}
 	return out, nil
 }

@@ -19,13 +19,15 @@ func httpGet(url string) ([]byte, error) {
 	return io.ReadAll(resp.Body)
 }
 
-// sampler follows a process's peak RSS (VmHWM, KiB) and CPU seconds from /proc.
+// sampler follows a process's peak and current RSS (VmHWM, VmRSS, KiB) and CPU seconds
+// from /proc.
 type sampler struct {
 	pid  int
 	done chan struct{}
 	once sync.Once
 	mu   sync.Mutex
 	peak int64
+	rss  int64
 	cpu  float64
 }
 
@@ -51,13 +53,17 @@ func (s *sampler) sample() {
 	if err != nil {
 		return
 	}
-	var hwm int64
+	var hwm, rss int64
 	for _, line := range strings.Split(string(status), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				hwm, _ = strconv.ParseInt(f[1], 10, 64)
-			}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "VmHWM:":
+			hwm, _ = strconv.ParseInt(f[1], 10, 64)
+		case "VmRSS:":
+			rss, _ = strconv.ParseInt(f[1], 10, 64)
 		}
 	}
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid) + "/stat")
@@ -76,7 +82,16 @@ func (s *sampler) sample() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.peak = max(s.peak, hwm)
+	s.rss = rss
 	s.cpu = max(s.cpu, cpu)
+}
+
+// now samples once more and returns current RSS (KiB) and CPU seconds so far.
+func (s *sampler) now() (rssKiB int64, cpuSeconds float64) {
+	s.sample()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rss, s.cpu
 }
 
 func (s *sampler) stop() (peakKiB int64, cpuSeconds float64) {

@@ -277,6 +277,9 @@ type Replica struct {
 // Stop ends the replica (SIGTERM, then SIGKILL after 10s).
 func (r *Replica) Stop() { stopProcess(r.cmd) }
 
+// PID is the replica's process id.
+func (r *Replica) PID() int { return r.cmd.Process.Pid }
+
 // StartReplica runs one more manager process beside StartManager's; Stop ends it too.
 func (s *Stack) StartReplica(extraArgs ...string) (*Replica, error) {
 	s.mu.Lock()
