@@ -112,6 +112,9 @@ func managerFlags(t *testing.T) []string {
 func TestEveryManagerFlagIsAValue(t *testing.T) {
 	args := strings.Join(managerArgs(t, render(t)), " ")
 	for _, f := range append(managerFlags(t), "zap-log-level") {
+		if f == "shard-count" || f == "shard-index" {
+			continue // sharding.shards sets them (TestSharding)
+		}
 		if !strings.Contains(args, "--"+f) {
 			t.Errorf("the chart sets no --%s (add a value for it)", f)
 		}
@@ -265,4 +268,35 @@ func TestValueSets(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSharding: sharding.shards runs one Deployment per shard, each with its flags, its
+// own selector (a rolling update of one shard never touches another) and its PDB.
+func TestSharding(t *testing.T) {
+	objs := render(t, "sharding.shards=3", "podDisruptionBudget.enabled=true")
+	deps, pdbs := objs["Deployment"], objs["PodDisruptionBudget"]
+	if len(deps) != 3 || len(pdbs) != 3 {
+		t.Fatalf("%d Deployments and %d PDBs for 3 shards", len(deps), len(pdbs))
+	}
+	for i, d := range deps {
+		containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+		args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+		joined := strings.Join(args, " ")
+		if !strings.Contains(joined, "--shard-count=3") || !strings.Contains(joined, fmt.Sprintf("--shard-index=%d", i)) {
+			t.Errorf("Deployment %s: args %v", d.GetName(), args)
+		}
+		sel, _, _ := unstructured.NestedStringMap(d.Object, "spec", "selector", "matchLabels")
+		pdbSel, _, _ := unstructured.NestedStringMap(pdbs[i].Object, "spec", "selector", "matchLabels")
+		if want := fmt.Sprint(i); sel["keyferry.dev/shard"] != want || pdbSel["keyferry.dev/shard"] != want || d.GetName() != fmt.Sprintf("kf-keyferry-shard-%d", i) {
+			t.Errorf("Deployment %s: selector %v, PDB selector %v", d.GetName(), sel, pdbSel)
+		}
+	}
+	// One shard keeps the unsharded names and flags (an upgrade changes nothing).
+	one := render(t)
+	if d := one["Deployment"]; len(d) != 1 || d[0].GetName() != "kf-keyferry" || strings.Contains(strings.Join(managerArgs(t, one), " "), "--shard") {
+		t.Error("sharding.shards=1 must render the unsharded Deployment")
+	}
+	if _, err := helm(t, "template", "kf", ".", "--set", "sharding.shards=0"); err == nil {
+		t.Error("the schema must refuse sharding.shards=0")
+	}
 }
