@@ -2,19 +2,23 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
@@ -163,14 +167,36 @@ func (r *SecretBindingReconciler) patchStatus(ctx context.Context, b *kf.SecretB
 	if equality.Semantic.DeepEqual(b.Status, next) {
 		return nil
 	}
-	base := b.DeepCopy()
-	prevReady := readyOf(base.Status.Conditions)
+	prev := b.Status
+	patch, err := statusPatch(prev, next)
+	if err != nil {
+		return fmt.Errorf("status patch of SecretBinding %s/%s: %w", b.Namespace, b.Name, err)
+	}
 	b.Status = next
-	if err := r.Client.Status().Patch(ctx, b, client.MergeFrom(base)); err != nil {
+	if err := r.Client.Status().Patch(ctx, b, patch); err != nil {
 		return err
 	}
-	recordTransition(r.Recorder, b, prevReady, readyOf(next.Conditions))
+	recordTransition(r.Recorder, b, readyOf(prev.Conditions), readyOf(next.Conditions))
 	return nil
+}
+
+// statusPatch is the JSON merge patch from one status to the next, computed from the
+// statuses alone: the same patch client.MergeFrom would send, without copying and
+// serializing the whole binding twice per write.
+func statusPatch(prev, next kf.SecretBindingStatus) (client.Patch, error) {
+	from, err := json.Marshal(map[string]any{"status": prev})
+	if err != nil {
+		return nil, err
+	}
+	to, err := json.Marshal(map[string]any{"status": next})
+	if err != nil {
+		return nil, err
+	}
+	data, err := jsonpatch.CreateMergePatch(from, to)
+	if err != nil {
+		return nil, err
+	}
+	return client.RawPatch(types.MergePatchType, data), nil
 }
 
 func recordMetrics(o syncOutcome) {

@@ -20,6 +20,7 @@ import (
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/internal/render"
+	"github.com/keyferry/keyferry/internal/trim"
 )
 
 // secretWriter reads and writes bindings' target Secrets.
@@ -247,7 +248,7 @@ func (w secretWriter) removeForeignKeys(ctx context.Context, b *kf.SecretBinding
 		return nil
 	}
 	drop := map[string]any{}
-	for k := range current.Data {
+	for _, k := range trim.Keys(current) {
 		if _, ok := data[k]; !ok {
 			drop[k] = nil
 		}

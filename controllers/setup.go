@@ -116,8 +116,8 @@ func CacheOptions(hmacKey []byte, sh shard.Shard) cache.Options {
 			&appsv1.DaemonSet{}:   {Label: optedIn, Transform: trim.Workload},
 		},
 		// managedFields are often the largest part of a cached object and keyferry never
-		// reads them (it writes with server-side apply).
-		DefaultTransform: cache.TransformStripManagedFields(),
+		// reads them (it writes with server-side apply); nor kubectl's last-applied copy.
+		DefaultTransform: trim.Metadata,
 		NewInformer:      sh.NewInformer,
 	}
 }
@@ -130,7 +130,7 @@ func newCredentialsCache(mgr ctrl.Manager) (cache.Cache, error) {
 	c, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
 		ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: sel}},
-		DefaultTransform: cache.TransformStripManagedFields(),
+		DefaultTransform: trim.Metadata,
 	})
 	if err != nil {
 		return nil, err

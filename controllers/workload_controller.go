@@ -25,6 +25,7 @@ import (
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/rollout"
+	"github.com/keyferry/keyferry/internal/trim"
 )
 
 // workloadKinds are the kinds keyferry restarts, as the metric and events name them.
@@ -152,7 +153,7 @@ func (r *WorkloadReconciler) consumed(ctx context.Context, w client.Object) (con
 		if s.Labels[kf.LabelBinding] == "" {
 			continue
 		}
-		data[name] = s.Data
+		data[name] = trim.Digests(s)
 		one := map[string]*rollout.Keys{name: keys}
 		st.perSecret[name] = rollout.Digest(r.HMACKey, one, data)[:16]
 		if b := s.Annotations[kf.AnnotationBinding]; b != "" {

@@ -4,19 +4,27 @@
 package trim
 
 import (
+	"encoding/base64"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/internal/render"
 )
 
-// annotationDigested marks a cached Secret whose values are already digests, so the
-// transform stays idempotent. It lives only in the cache.
-const annotationDigested = "keyferry.dev/cache-digested"
+// annotationDigests holds, in the cache only, a managed Secret's key names with a keyed
+// digest each ("KEY=digest,...", sorted; digests base64url). One string instead of a map
+// of byte slices: a few hundred bytes per Secret. Its presence also keeps the transform
+// idempotent.
+const annotationDigests = "keyferry.dev/cache-digests"
+
+// digestLen is the bytes of render.KeyDigest kept per key: 96 bits tell a changed value
+// from an unchanged one with no practical chance of a miss.
+const digestLen = 12
 
 // lastApplied is kubectl's copy of the whole object (values included) in an annotation.
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
@@ -24,29 +32,74 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 // Secret returns the transform of managed Secrets. It checks, while the values are still
 // there, that the data matches keyferry's data-hmac annotation; a Secret that no longer
 // does enters the cache with the annotation emptied, so the next pass sees it out of date
-// and repairs it. Each value is then replaced by its keyed digest (render.KeyDigest):
-// key names stay, for removing foreign keys and for restart digests.
+// and repairs it. The values are then dropped: what stays of the data is each key's name
+// and keyed digest (Keys, Digests), for removing foreign keys and for restart digests.
+// Owner references and managed fields go too: no reconciler reads them from the cache.
 func Secret(key []byte) toolscache.TransformFunc {
 	return func(obj any) (any, error) {
 		s, ok := obj.(*corev1.Secret)
-		if !ok || s.Annotations[annotationDigested] != "" {
+		if !ok {
 			return obj, nil
 		}
-		s.ManagedFields = nil
+		if _, done := s.Annotations[annotationDigests]; done {
+			return obj, nil
+		}
+		s.ManagedFields, s.OwnerReferences = nil, nil
 		delete(s.Annotations, lastApplied)
 		if want := s.Annotations[kf.AnnotationDataHMAC]; want != "" && render.Digest(key, writtenType(s), written(s)) != want {
 			s.Annotations[kf.AnnotationDataHMAC] = ""
 		}
-		for k, v := range s.Data {
-			s.Data[k] = render.KeyDigest(key, k, v)
-		}
-		s.StringData = nil
 		if s.Annotations == nil {
 			s.Annotations = map[string]string{}
 		}
-		s.Annotations[annotationDigested] = "true"
+		s.Annotations[annotationDigests] = encodeDigests(key, s.Data)
+		s.Data, s.StringData = nil, nil
 		return s, nil
 	}
+}
+
+func encodeDigests(key []byte, data map[string][]byte) string {
+	var b strings.Builder
+	for i, k := range render.Keys(data) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(base64.RawURLEncoding.EncodeToString(render.KeyDigest(key, k, data[k])[:digestLen]))
+	}
+	return b.String()
+}
+
+// Digests returns a Secret's keys with a digest each: from the cache's annotation, or for
+// a Secret read live (values present), the values themselves.
+func Digests(s *corev1.Secret) map[string][]byte {
+	enc, ok := s.Annotations[annotationDigests]
+	if !ok {
+		return s.Data
+	}
+	out := map[string][]byte{}
+	for _, entry := range strings.Split(enc, ",") {
+		if k, d, ok := strings.Cut(entry, "="); ok {
+			out[k] = []byte(d)
+		}
+	}
+	return out
+}
+
+// Keys returns a Secret's key names, cached or read live.
+func Keys(s *corev1.Secret) []string {
+	enc, ok := s.Annotations[annotationDigests]
+	if !ok {
+		return render.Keys(s.Data)
+	}
+	var keys []string
+	for _, entry := range strings.Split(enc, ",") {
+		if k, _, ok := strings.Cut(entry, "="); ok {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // writtenType and written are the Secret type and the data keyferry's digest covers, read
@@ -84,6 +137,21 @@ func Workload(obj any) (any, error) {
 	case *appsv1.DaemonSet:
 		w.ManagedFields, w.Status = nil, appsv1.DaemonSetStatus{}
 		delete(w.Annotations, lastApplied)
+	}
+	return obj, nil
+}
+
+// Metadata is the transform of every other cached kind: managed fields and kubectl's
+// last-applied copy (a GitOps-applied binding carries its whole spec there again) are
+// never read. keyferry's merge patches are the difference of two trimmed copies (or of
+// statuses alone), so a dropped field is never sent as removed.
+func Metadata(obj any) (any, error) {
+	if m, ok := obj.(interface {
+		SetManagedFields([]metav1.ManagedFieldsEntry)
+		GetAnnotations() map[string]string
+	}); ok {
+		m.SetManagedFields(nil)
+		delete(m.GetAnnotations(), lastApplied)
 	}
 	return obj, nil
 }
