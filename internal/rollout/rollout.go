@@ -78,7 +78,8 @@ func Consumed(spec *corev1.PodSpec) map[string]*Keys {
 
 // Digest is a keyed HMAC of exactly the consumed data of the given Secrets (by name):
 // equal digests mean the workload reads the same bytes. It is render.Digest over the
-// consumed entries, each named "<secret>/<key>".
+// consumed entries, each named "<secret>/<key>"; the manager feeds it the cache's per-key
+// digests (render.KeyDigest), never the values, which it does not hold.
 func Digest(key []byte, consumed map[string]*Keys, data map[string]map[string][]byte) string {
 	flat := map[string][]byte{}
 	for name, k := range consumed {
