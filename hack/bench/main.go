@@ -177,7 +177,7 @@ func run(p params) error {
 	// Steady writes count only objects changed while nothing changed in the vault.
 	var peaks []string
 	for _, s := range samplers {
-		peak, _ := s.stop()
+		peak := s.stop()
 		peaks = append(peaks, fmt.Sprintf("%.0f", float64(peak)/1024))
 	}
 	twoWrites := 2 * float64(p.n) / ceiling
@@ -399,7 +399,6 @@ type readyWatch struct {
 	c     client.WithWatch
 	ctx   context.Context
 	ready map[string]bool
-	rv    string
 	w     watch.Interface
 }
 

@@ -94,9 +94,9 @@ func (s *sampler) now() (rssKiB int64, cpuSeconds float64) {
 	return s.rss, s.cpu
 }
 
-func (s *sampler) stop() (peakKiB int64, cpuSeconds float64) {
+func (s *sampler) stop() (peakKiB int64) {
 	s.once.Do(func() { s.sample(); close(s.done) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.peak, s.cpu
+	return s.peak
 }

@@ -14,8 +14,18 @@ import (
 
 func TestOfIsStableAndSpreads(t *testing.T) {
 	// The hash is part of the contract (users may compute where a namespace lands).
-	if Of("team-a", 2) != Of("team-a", 2) || Of("anything", 1) != 0 {
-		t.Fatal("Of is not stable")
+	// Golden values: the mapping is part of the contract (a namespace must not change shard
+	// between versions of keyferry).
+	for _, tc := range []struct {
+		ns        string
+		two, five int
+	}{{"team-a", 1, 1}, {"team-b", 0, 4}, {"payments", 0, 0}} {
+		if a, b := Of(tc.ns, 2), Of(tc.ns, 5); a != tc.two || b != tc.five {
+			t.Errorf("Of(%q) = %d of 2, %d of 5; want %d, %d", tc.ns, a, b, tc.two, tc.five)
+		}
+	}
+	if Of("anything", 1) != 0 {
+		t.Fatal("one shard owns everything")
 	}
 	// Consistent: from 3 to 4 shards a namespace either stays or moves to the new shard.
 	moved := 0
