@@ -85,7 +85,8 @@ func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	if _, has := r.Registry.Get(id); has && !had && r.ClientReady != nil {
 		select {
-		case r.ClientReady <- event.GenericEvent{Object: conn}:
+		// A fresh object: conn is still written to below (status patch), the handler reads.
+		case r.ClientReady <- event.GenericEvent{Object: kf.NewConnection(r.Kind, conn.GetNamespace(), conn.GetName())}:
 		case <-ctx.Done():
 		}
 	}
