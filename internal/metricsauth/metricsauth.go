@@ -66,7 +66,13 @@ type decision struct {
 // Wrap lets through only requests whose token may get the path.
 func (a *Authorizer) Wrap(log logr.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// The auth scheme is case-insensitive (RFC 9110).
+		h := r.Header.Get("Authorization")
+		ok := len(h) > 7 && strings.EqualFold(h[:7], "bearer ")
+		token := ""
+		if ok {
+			token = h[7:]
+		}
 		if !ok || strings.TrimSpace(token) == "" {
 			http.Error(w, "Unauthorized", http.StatusUnauthorized)
 			return

@@ -58,6 +58,13 @@ func TestOnlyAuthorizedTokensReadMetrics(t *testing.T) {
 			t.Errorf("token %q: HTTP %d, want %d", token, got, want)
 		}
 	}
+	r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	r.Header.Set("Authorization", "bearer reader")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 200 {
+		t.Errorf("a lower-case scheme: HTTP %d", w.Code)
+	}
 	before := reviews
 	if get("reader") != 200 || get("nobody") != 403 || reviews != before {
 		t.Errorf("decisions within %v must be reused (%d more reviews)", ttl, reviews-before)
