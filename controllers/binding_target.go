@@ -115,11 +115,7 @@ func drifted(s *corev1.Secret) bool {
 // digest is the keyed HMAC of data as the binding writes it; the type counts unless the
 // binding merges (the type is then not ours).
 func (w secretWriter) digest(b *kf.SecretBinding, data map[string][]byte) string {
-	typ := string(b.GetSecretType())
-	if b.GetCreationPolicy() == kf.CreationPolicyMerge {
-		typ = ""
-	}
-	return render.Digest(w.hmacKey, typ, data)
+	return render.DataDigest(w.hmacKey, string(b.GetSecretType()), b.GetCreationPolicy() == kf.CreationPolicyMerge, data)
 }
 
 // desired is the Secret the binding wants, built once: the create and the apply both

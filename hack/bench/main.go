@@ -227,13 +227,8 @@ func baseline(st *localstack.Stack, p params) (rssKiB int64, cpuSeconds float64,
 		s := newSampler(r.PID())
 		rss, cpu := s.now()
 		s.stop()
-		if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", r.PID())); err == nil {
-			for _, line := range strings.Split(string(status), "\n") {
-				if strings.HasPrefix(line, "RssAnon") || strings.HasPrefix(line, "RssFile") {
-					fmt.Fprintln(os.Stderr, "baseline", strings.Join(strings.Fields(line), " "))
-				}
-			}
-		}
+		anon, file := s.split()
+		fmt.Fprintf(os.Stderr, "baseline shard %d: RssAnon %d KiB, RssFile %d KiB\n", i, anon, file)
 		rssKiB, cpuSeconds = rssKiB+rss, cpuSeconds+cpu
 		r.Stop()
 	}

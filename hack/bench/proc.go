@@ -28,7 +28,9 @@ type sampler struct {
 	mu   sync.Mutex
 	peak int64
 	rss  int64
-	cpu  float64
+	// anon and file split rss: the heap and stacks, and the binary's mapped pages.
+	anon, file int64
+	cpu        float64
 }
 
 func newSampler(pid int) *sampler {
@@ -53,17 +55,10 @@ func (s *sampler) sample() {
 	if err != nil {
 		return
 	}
-	var hwm, rss int64
+	kib := map[string]int64{}
 	for _, line := range strings.Split(string(status), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		switch f[0] {
-		case "VmHWM:":
-			hwm, _ = strconv.ParseInt(f[1], 10, 64)
-		case "VmRSS:":
-			rss, _ = strconv.ParseInt(f[1], 10, 64)
+		if f := strings.Fields(line); len(f) >= 2 {
+			kib[f[0]], _ = strconv.ParseInt(f[1], 10, 64)
 		}
 	}
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid) + "/stat")
@@ -81,8 +76,8 @@ func (s *sampler) sample() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.peak = max(s.peak, hwm)
-	s.rss = rss
+	s.peak = max(s.peak, kib["VmHWM:"])
+	s.rss, s.anon, s.file = kib["VmRSS:"], kib["RssAnon:"], kib["RssFile:"]
 	s.cpu = max(s.cpu, cpu)
 }
 
@@ -92,6 +87,13 @@ func (s *sampler) now() (rssKiB int64, cpuSeconds float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.rss, s.cpu
+}
+
+// split returns the last sample's anonymous and file-backed resident KiB.
+func (s *sampler) split() (anonKiB, fileKiB int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.anon, s.file
 }
 
 func (s *sampler) stop() (peakKiB int64) {

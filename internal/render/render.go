@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"maps"
 	"regexp"
@@ -127,17 +128,29 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 // and without the key the digest says nothing about the values.
 func Digest(key []byte, secretType string, data map[string][]byte) string {
 	m := hmac.New(sha256.New, key)
-	write := func(s []byte) {
-		m.Write([]byte(strconv.Itoa(len(s))))
-		m.Write([]byte{':'})
-		m.Write(s)
-	}
-	write([]byte(secretType))
+	writePrefixed(m, []byte(secretType))
 	for _, k := range sortedKeys(data) {
-		write([]byte(k))
-		write(data[k])
+		writePrefixed(m, []byte(k))
+		writePrefixed(m, data[k])
 	}
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// DataDigest is what keyferry keeps in a Secret's data-hmac annotation: the Digest of the
+// data it wrote, with the Secret's type unless it merges (the type is then the owner's).
+func DataDigest(key []byte, secretType string, merge bool, data map[string][]byte) string {
+	if merge {
+		secretType = ""
+	}
+	return Digest(key, secretType, data)
+}
+
+// writePrefixed writes s with its length first, so that no two sequences of fields hash
+// alike.
+func writePrefixed(h hash.Hash, s []byte) {
+	h.Write([]byte(strconv.Itoa(len(s))))
+	h.Write([]byte{':'})
+	h.Write(s)
 }
 
 // Subset returns the entries of data whose keys are in keys.
@@ -154,14 +167,11 @@ func Subset(data map[string][]byte, keys []string) map[string][]byte {
 // Keys returns data's keys, sorted.
 func Keys(data map[string][]byte) []string { return sortedKeys(data) }
 
-// KeyDigest is the keyed digest of one entry (16 bytes of an HMAC-SHA256): what the cache
-// keeps of a managed Secret's value. Entries of equal digest hold, for all practical
-// purposes, equal bytes; the value cannot be recovered from it.
+// KeyDigest is the keyed HMAC-SHA256 of one entry: what the cache keeps of a managed
+// Secret's value (a prefix of it, see package trim). The value cannot be recovered from it.
 func KeyDigest(key []byte, name string, value []byte) []byte {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(strconv.Itoa(len(name))))
-	m.Write([]byte{':'})
-	m.Write([]byte(name))
+	writePrefixed(m, []byte(name))
 	m.Write(value)
-	return m.Sum(nil)[:16]
+	return m.Sum(nil)
 }

@@ -22,7 +22,7 @@ import (
 // idempotent.
 const annotationDigests = "keyferry.dev/cache-digests"
 
-// digestLen is the bytes of render.KeyDigest kept per key: 96 bits tell a changed value
+// digestLen is the prefix of render.KeyDigest kept per key: 96 bits tell a changed value
 // from an unchanged one with no practical chance of a miss.
 const digestLen = 12
 
@@ -44,9 +44,10 @@ func Secret(key []byte) toolscache.TransformFunc {
 		if _, done := s.Annotations[annotationDigests]; done {
 			return obj, nil
 		}
-		s.ManagedFields, s.OwnerReferences = nil, nil
-		delete(s.Annotations, lastApplied)
-		if want := s.Annotations[kf.AnnotationDataHMAC]; want != "" && render.Digest(key, writtenType(s), written(s)) != want {
+		_, _ = Metadata(s)
+		s.OwnerReferences = nil
+		keys, merge := s.Annotations[kf.AnnotationKeys]
+		if want := s.Annotations[kf.AnnotationDataHMAC]; want != "" && render.DataDigest(key, string(s.Type), merge, written(s.Data, keys, merge)) != want {
 			s.Annotations[kf.AnnotationDataHMAC] = ""
 		}
 		if s.Annotations == nil {
@@ -87,41 +88,20 @@ func Digests(s *corev1.Secret) map[string][]byte {
 	return out
 }
 
-// Keys returns a Secret's key names, cached or read live.
-func Keys(s *corev1.Secret) []string {
-	enc, ok := s.Annotations[annotationDigests]
-	if !ok {
-		return render.Keys(s.Data)
-	}
-	var keys []string
-	for _, entry := range strings.Split(enc, ",") {
-		if k, _, ok := strings.Cut(entry, "="); ok {
-			keys = append(keys, k)
-		}
-	}
-	return keys
-}
+// Keys returns a Secret's key names, sorted, cached or read live.
+func Keys(s *corev1.Secret) []string { return render.Keys(Digests(s)) }
 
-// writtenType and written are the Secret type and the data keyferry's digest covers, read
-// off the Secret itself: under Merge (keys annotation present) only the keys keyferry
-// wrote, without the type (which is the Secret owner's).
-func writtenType(s *corev1.Secret) string {
-	if _, merge := s.Annotations[kf.AnnotationKeys]; merge {
-		return ""
-	}
-	return string(s.Type)
-}
-
-func written(s *corev1.Secret) map[string][]byte {
-	keys, merge := s.Annotations[kf.AnnotationKeys]
+// written is the data keyferry's digest covers: under Merge (keys annotation present)
+// only the keys keyferry wrote.
+func written(data map[string][]byte, keys string, merge bool) map[string][]byte {
 	if !merge {
-		return s.Data
+		return data
 	}
 	var names []string
 	if keys != "" {
 		names = strings.Split(keys, ",")
 	}
-	return render.Subset(s.Data, names)
+	return render.Subset(data, names)
 }
 
 // Workload drops what the restart reconciler never reads of an opted-in workload: managed
@@ -129,16 +109,13 @@ func written(s *corev1.Secret) map[string][]byte {
 func Workload(obj any) (any, error) {
 	switch w := obj.(type) {
 	case *appsv1.Deployment:
-		w.ManagedFields, w.Status = nil, appsv1.DeploymentStatus{}
-		delete(w.Annotations, lastApplied)
+		w.Status = appsv1.DeploymentStatus{}
 	case *appsv1.StatefulSet:
-		w.ManagedFields, w.Status = nil, appsv1.StatefulSetStatus{}
-		delete(w.Annotations, lastApplied)
+		w.Status = appsv1.StatefulSetStatus{}
 	case *appsv1.DaemonSet:
-		w.ManagedFields, w.Status = nil, appsv1.DaemonSetStatus{}
-		delete(w.Annotations, lastApplied)
+		w.Status = appsv1.DaemonSetStatus{}
 	}
-	return obj, nil
+	return Metadata(obj)
 }
 
 // Metadata is the transform of every other cached kind: managed fields and kubectl's
