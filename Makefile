@@ -72,6 +72,12 @@ bench: ## Go benchmarks, then the scale benchmark (hack/bench, BENCH_ARGS) on th
 	go test -run '^$$' -bench . -benchmem ./...
 	go run ./hack/bench -header $(BENCH_ARGS)
 
+NOISY_ARGS ?= -noisy 500 -backlog 5000
+
+.PHONY: bench-noisy
+bench-noisy: ## Noisy neighbours: a healthy tenant's time to Ready idle, beside a hanging tenant, and after another namespace's backlog (NOISY_ARGS).
+	go run ./hack/bench -header $(NOISY_ARGS)
+
 .PHONY: fuzz
 fuzz: ## Fuzz the decoders for FUZZTIME each (default 30s).
 	for f in FuzzParseDotenv FuzzErrorDialects FuzzDecodePayload; do \

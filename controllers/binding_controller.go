@@ -50,6 +50,7 @@ type SecretBindingReconciler struct {
 
 	target secretWriter
 	memory passMemory
+	waker  waker
 }
 
 // Reconcile handles one binding: fetch, run the pass, schedule, write status once.
@@ -57,12 +58,13 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	b := &kf.SecretBinding{}
 	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.memory.forget(req.NamespacedName)
+			withdraw(req.NamespacedName, r.memory.forget(req.NamespacedName))
 			metrics.BindingReason(req.String(), "")
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !b.DeletionTimestamp.IsZero() {
+		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName))
 		return ctrl.Result{}, r.finalize(ctx, b)
 	}
 	if err := r.ensureFinalizer(ctx, b); err != nil {
@@ -71,6 +73,11 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 	now := r.Clock.Now()
 	o, err := r.pass(ctx, b, now)
+	if !o.fetching {
+		// Whatever fetch the binding waited for is no longer wanted (its spec changed,
+		// or it was answered): nobody else waiting, it is canceled.
+		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName))
+	}
 	if err != nil {
 		return ctrl.Result{}, err // API server trouble: controller backoff
 	}
@@ -92,9 +99,13 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // pass runs the steps of one sync. Failures about the binding come back in the outcome;
 // only API server failures are returned.
 func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Time) (syncOutcome, error) {
+	key := client.ObjectKeyFromObject(b)
 	o := syncOutcome{generation: b.Generation, spread: r.draw()}
-	if v := b.Annotations[kf.AnnotationRefresh]; v != "" && v != b.Status.LastHandledRefresh && !r.memory.refreshHandled(client.ObjectKeyFromObject(b), v) {
+	want := vault.Want{MaxAge: b.GetRefreshInterval()}
+	if v := b.Annotations[kf.AnnotationRefresh]; v != "" && v != b.Status.LastHandledRefresh && !r.memory.refreshHandled(key, v) {
+		// Only the answer to a request sent after the refresh was asked for handles it.
 		o.refresh = v
+		want.NotBefore = r.memory.refreshAsked(key, v, now)
 	}
 	c, conn, err := r.connectionClient(ctx, b)
 	if errors.Is(err, errClientPending) {
@@ -116,11 +127,11 @@ func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding,
 		o.skipped, o.planned = true, b.Status.NextSyncTime.Time
 		return o, nil
 	}
-	maxAge := b.GetRefreshInterval()
-	if o.refresh != "" {
-		maxAge = 0
+	snap, err := r.fetch(key, c, target, want)
+	if errors.Is(err, vault.ErrPending) {
+		o.fetching = true
+		return o, nil
 	}
-	snap, err := c.Fetch(ctx, target, maxAge)
 	if err != nil {
 		if reason := vault.ReasonOf(err); reason == vault.ReasonUnauthorized || reason == vault.ReasonForbidden {
 			r.wakeConnection(conn)
@@ -141,6 +152,30 @@ func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding,
 	}
 	o.wrote, o.keys, o.fetchedAt = wrote, int32(len(data)), snap.FetchedAt
 	return o, nil
+}
+
+// fetch returns the answer for t that want accepts: the one a background fetch handed
+// to this binding, or one at hand in the client; else it starts (or joins) a fetch that
+// wakes the binding when it ends, and returns vault.ErrPending. No worker waits for a
+// vault.
+func (r *SecretBindingReconciler) fetch(key types.NamespacedName, c *vault.Client, t vault.Target, want vault.Want) (vault.Snapshot, error) {
+	tkey := t.Key()
+	if res, ok := r.memory.take(key, c, tkey); ok && !res.SentAt.Before(want.NotBefore) {
+		return res.Snapshot, res.Err
+	}
+	withdraw(key, r.memory.expect(key, awaited{client: c, target: t, key: tkey}))
+	return c.Start(t, want, key.String(), func(res vault.Result) {
+		if r.memory.deliver(key, c, tkey, res) {
+			r.waker.wake(key)
+		}
+	})
+}
+
+// withdraw tells a's client that the binding no longer waits for its fetch.
+func withdraw(key types.NamespacedName, a *awaited) {
+	if a != nil {
+		a.client.Withdraw(a.target, key.String())
+	}
 }
 
 // due says whether the vault must be read: a new generation, the planned refresh time, a
@@ -201,7 +236,7 @@ func statusPatch(prev, next kf.SecretBindingStatus) (client.Patch, error) {
 
 func recordMetrics(o syncOutcome) {
 	switch {
-	case o.skipped || o.pending:
+	case o.skipped || o.pending || o.fetching:
 	case o.err != nil:
 		metrics.Sync(o.err.Reason)
 	default:
@@ -218,6 +253,8 @@ func logOutcome(log logr.Logger, o syncOutcome, failures int, next time.Time) {
 	switch {
 	case o.pending:
 		log.Info("waiting for the connection's client to be built", "retry", next)
+	case o.fetching:
+		log.Info("waiting for the vault's answer (fetch in flight)")
 	case o.skipped:
 		log.Info("skipped: not due", "nextSync", next)
 	case o.err == nil && o.wrote:

@@ -14,6 +14,9 @@ const (
 	// clientPendingRetry is how soon a binding looks again at a connection whose client
 	// is still being built.
 	clientPendingRetry = time.Second
+	// fetchBackstop is when a binding waiting for a background fetch looks again if it
+	// was not woken (it always is, when the fetch ends).
+	fetchBackstop = 5 * time.Minute
 	// jitterFraction spreads refreshes over ±10% of the interval.
 	jitterFraction = 0.1
 	// retrySpread spreads bindings released by one Retry-After, so they do not all
@@ -32,6 +35,9 @@ type syncOutcome struct {
 	planned time.Time
 	// pending: the connection's client is not built yet; look again shortly, quietly.
 	pending bool
+	// fetching: the vault's answer is on its way (a background fetch); the binding is
+	// woken when it arrives and nothing changes until then.
+	fetching bool
 	// wrote: the Secret was written in this pass; keys is how many it holds.
 	wrote bool
 	keys  int32
@@ -60,6 +66,9 @@ func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time
 	switch {
 	case o.pending:
 		return now.Add(clientPendingRetry)
+	case o.fetching:
+		// The fetch wakes the binding when it ends; this is only a backstop.
+		return now.Add(fetchBackstop)
 	case o.skipped:
 		return o.planned
 	case o.err == nil:
@@ -85,10 +94,11 @@ func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time
 // from the actions. A pass that found nothing new returns prev unchanged: steady state
 // writes nothing.
 func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now time.Time) kf.SecretBindingStatus {
-	// A pending pass (the connection's client is not built yet) writes nothing: a new
+	// A pending pass (the connection's client is not built yet) or one whose answer is
+	// still on its way writes nothing: a new
 	// binding already reads as in progress (the CRD defaults status.observedGeneration to
 	// 0), and at start-up thousands of bindings wait a moment for their clients.
-	if o.skipped || o.pending {
+	if o.skipped || o.pending || o.fetching {
 		return prev
 	}
 	if o.err == nil {

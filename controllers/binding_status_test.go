@@ -1,9 +1,11 @@
 package controllers
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -159,15 +161,25 @@ func TestRestartDecision(t *testing.T) {
 			t.Errorf("%s: changed = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	m := map[string]string{"b": "2", "a": "1"}
-	if enc := encodeConsumed(m); enc != "v2;a=1,b=2" || encodeConsumed(decodeConsumed(enc)) != enc {
-		t.Errorf("encode/decode: %q", enc)
+	if got := decodeConsumed("v2;a=1,b=2"); len(got) != 2 || got["a"] != "1" || got["b"] != "2" {
+		t.Errorf("decode: %v", got)
 	}
 	if len(decodeConsumed("a=1")) != 0 {
 		t.Error("digests of an older scheme must read as not recorded (re-recorded, no restart)")
 	}
 	if len(decodeConsumed("")) != 0 {
 		t.Error("an empty annotation decodes to something")
+	}
+	long := strings.Repeat("s", 64)
+	if consumedLabelName("payments-env") != "payments-env" || len(consumedLabelName(long)) > 63 || consumedLabelName(long) == consumedLabelName(long+"x") {
+		t.Error("label names: a short Secret name is kept, a long one hashed apart")
+	}
+	w := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{
+		Labels:      map[string]string{kf.LabelPrefixConsumed + "a": "3", "app": "x"},
+		Annotations: map[string]string{kf.AnnotationConsumed: "v2;a=1,b=2"}}}
+	labelled, recorded := recordedConsumption(w)
+	if len(labelled) != 1 || labelled["a"] != "3" || recorded["a"] != "3" || recorded["b"] != "2" {
+		t.Errorf("recorded: labels %v, with the older annotation %v", labelled, recorded)
 	}
 }
 

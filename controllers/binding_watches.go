@@ -37,7 +37,8 @@ func (r *SecretBindingReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&kf.SecretBinding{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToBinding)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)})
+		WatchesRawSource(r.waker.source()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: namespaceFairQueue})
 	for _, kind := range []kf.ConnectionKind{kf.ConnectionKindNamespaced, kf.ConnectionKindCluster} {
 		b = b.Watches(kf.NewConnection(kind, "", ""), handler.EnqueueRequestsFromMapFunc(r.connectionToBindings(kind)),
 			builder.WithPredicates(readinessChanged()))

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -54,6 +55,8 @@ type ConnectionReconciler struct {
 	// ReportOnly serves the connection without writing its status (a ClusterVaultConnection
 	// on a shard other than 0: every shard has its own session, shard 0 reports).
 	ReportOnly bool
+
+	waker waker
 }
 
 // Reconcile handles one connection.
@@ -62,7 +65,7 @@ func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	conn := kf.NewConnection(r.Kind, req.Namespace, req.Name)
 	if err := r.Client.Get(ctx, req.NamespacedName, conn); err != nil {
 		if client.IgnoreNotFound(err) == nil {
-			r.Registry.Remove(ctx, id)
+			r.Registry.Remove(id)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -108,7 +111,12 @@ func (r *ConnectionReconciler) observe(ctx context.Context, conn kf.Connection, 
 		c, err = r.Registry.Client(id, cfg)
 	}
 	if err == nil && obs.login {
-		obs.token, err = c.Authenticate(ctx)
+		// The login runs in the background; the connection is woken when it ends.
+		key := client.ObjectKeyFromObject(conn)
+		obs.token, err = c.StartAuthenticate(func() { r.waker.wake(key) })
+		if errors.Is(err, vault.ErrPending) {
+			obs.loggingIn, err = true, nil
+		}
 	}
 	if err != nil {
 		ce, ok := asConditionError(err)
@@ -154,7 +162,7 @@ func (r *ConnectionReconciler) patchStatus(ctx context.Context, conn kf.Connecti
 // finalize signs the session out and lets the connection go. Bindings using it become
 // ConnectionNotReady; their Secrets stay.
 func (r *ConnectionReconciler) finalize(ctx context.Context, conn kf.Connection, id string) error {
-	r.Registry.Remove(ctx, id)
+	r.Registry.Remove(id)
 	if !controllerutil.ContainsFinalizer(conn, kf.FinalizerSignout) {
 		return nil
 	}
@@ -169,7 +177,8 @@ func (r *ConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(strings.ToLower(string(r.Kind))).
 		For(obj, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate()))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)})
+		WatchesRawSource(r.waker.source()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: namespaceFairQueue})
 	if r.Wake != nil {
 		b = b.WatchesRawSource(source.Channel(r.Wake, &handler.EnqueueRequestForObject{}))
 	}

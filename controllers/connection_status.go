@@ -17,6 +17,9 @@ type connectionObservation struct {
 	// login says the connection authenticates with a session; token describes it.
 	login bool
 	token vault.TokenInfo
+	// loggingIn: a login or refresh runs in the background; the status stands until it
+	// ends (a new connection says it is logging in).
+	loggingIn bool
 	// outcome is the connection-level result of its latest request.
 	outcome vault.Outcome
 	// pause is the provider's pause in force and the answer that set it; nil when none.
@@ -27,6 +30,9 @@ type connectionObservation struct {
 // computeConnectionStatus derives a connection's status from an observation, apart from
 // any action. Unchanged inputs give an unchanged status (so no write).
 func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservation) kf.VaultConnectionStatus {
+	if o.loggingIn && o.err == nil && readyOf(prev.Conditions) != nil && prev.ObservedGeneration == o.generation {
+		return prev
+	}
 	st := *prev.DeepCopy()
 	st.ObservedGeneration = o.generation
 	st.RetryAfter = nil
@@ -47,6 +53,8 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 		m := conditionReasonOf(o.outcome.Reason)
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, m.reason, o.outcome.Message
 		isStalled = m.class == stalled
+	case o.loggingIn:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionUnknown, kf.ReasonProgressing, "logging in to the provider"
 	case o.login:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, kf.ReasonAuthenticated, "session token obtained"
 	case o.outcome.At.IsZero():
@@ -55,7 +63,7 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 	default:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, kf.ReasonAuthenticated, "the provider accepted the credentials"
 	}
-	if o.login && o.err == nil && !o.token.ObtainedAt.IsZero() {
+	if o.login && o.err == nil && !o.loggingIn && !o.token.ObtainedAt.IsZero() {
 		st.AuthenticatedTime = timePtr(o.token.ObtainedAt)
 		st.TokenExpiresAt = timePtr(o.token.ExpiresAt)
 	} else if !o.login {

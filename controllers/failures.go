@@ -2,15 +2,19 @@ package controllers
 
 import (
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/keyferry/keyferry/internal/vault"
 )
 
 // passMemory is what the binding reconciler remembers of each binding between passes, in
 // memory: its consecutive failed passes (for backoff; after a restart backoff starts
-// afresh, which costs one early retry at most) and the refresh annotation value its last
+// afresh, which costs one early retry at most), the refresh annotation value its last
 // pass handled (a pass queued before that pass's status write reaches the cache must not
-// force another pull for the same value).
+// force another pull for the same value) and when the value it has yet to handle was first
+// seen, and the background fetch it waits for with the answer handed to it.
 type passMemory struct {
 	mu sync.Mutex
 	m  map[types.NamespacedName]remembered
@@ -19,43 +23,67 @@ type passMemory struct {
 type remembered struct {
 	failures int
 	refresh  string
+	// asked is a refresh value not handled yet, first seen at askedAt: only an answer to
+	// a request sent from then on handles it.
+	asked   string
+	askedAt time.Time
+	// waiting is the fetch this binding waits for; answer is its result, once delivered.
+	waiting *awaited
+	answer  *delivered
+}
+
+// awaited names a fetch: the connection client that runs it and the target it reads.
+type awaited struct {
+	client *vault.Client
+	target vault.Target
+	key    string
+}
+
+func (a *awaited) is(c *vault.Client, key string) bool {
+	return a != nil && a.client == c && a.key == key
+}
+
+type delivered struct {
+	awaited
+	result vault.Result
+}
+
+// update runs fn on key's memory under the lock.
+func (p *passMemory) update(key types.NamespacedName, fn func(r *remembered)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[types.NamespacedName]remembered{}
+	}
+	r := p.m[key]
+	fn(&r)
+	p.m[key] = r
 }
 
 // observe records a pass and returns the consecutive failures it makes: unchanged by a
 // pass that did nothing, 0 after a success.
-func (p *passMemory) observe(key types.NamespacedName, o syncOutcome) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.m == nil {
-		p.m = map[types.NamespacedName]remembered{}
-	}
-	r := p.m[key]
-	if o.skipped || o.pending {
-		return r.failures
-	}
-	if o.err == nil {
-		r.failures = 0
-	} else {
-		r.failures++
-	}
-	p.m[key] = r
-	return r.failures
+func (p *passMemory) observe(key types.NamespacedName, o syncOutcome) (failures int) {
+	p.update(key, func(r *remembered) {
+		switch {
+		case o.skipped || o.pending || o.fetching:
+		case o.err == nil:
+			r.failures = 0
+		default:
+			r.failures++
+		}
+		failures = r.failures
+	})
+	return failures
 }
 
 // refreshDone records, once the status is written, the refresh value a pass handled. A
-// pending pass saw the value but did not act on it: it stays wanted.
+// pass that did not act on it (no client yet, or its answer still on the way) leaves it
+// wanted.
 func (p *passMemory) refreshDone(key types.NamespacedName, o syncOutcome) {
-	if o.refresh == "" || o.pending || o.skipped {
+	if o.refresh == "" || o.pending || o.skipped || o.fetching {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.m == nil {
-		p.m = map[types.NamespacedName]remembered{}
-	}
-	r := p.m[key]
-	r.refresh = o.refresh
-	p.m[key] = r
+	p.update(key, func(r *remembered) { r.refresh, r.asked = o.refresh, "" })
 }
 
 // refreshHandled says a pass already handled this refresh annotation value.
@@ -65,9 +93,63 @@ func (p *passMemory) refreshHandled(key types.NamespacedName, value string) bool
 	return value != "" && p.m[key].refresh == value
 }
 
-// forget drops a deleted binding.
-func (p *passMemory) forget(key types.NamespacedName) {
+// refreshAsked returns when the refresh value was first seen (now, the first time).
+func (p *passMemory) refreshAsked(key types.NamespacedName, value string, now time.Time) (at time.Time) {
+	p.update(key, func(r *remembered) {
+		if r.asked != value {
+			r.asked, r.askedAt = value, now
+		}
+		at = r.askedAt
+	})
+	return at
+}
+
+// take returns the answer delivered for the fetch of key by c, once.
+func (p *passMemory) take(k types.NamespacedName, c *vault.Client, key string) (res vault.Result, ok bool) {
+	p.update(k, func(r *remembered) {
+		if r.answer != nil && r.answer.is(c, key) {
+			res, ok = r.answer.result, true
+		}
+		r.answer = nil
+	})
+	return res, ok
+}
+
+// expect records that the binding waits for a; it returns the fetch it waited for
+// before, if another one (to be withdrawn).
+func (p *passMemory) expect(k types.NamespacedName, a awaited) (old *awaited) {
+	p.update(k, func(r *remembered) {
+		if r.waiting != nil && !r.waiting.is(a.client, a.key) {
+			old = r.waiting
+		}
+		r.waiting = &a
+	})
+	return old
+}
+
+// deliver hands the binding the answer of the fetch it waits for; false when it no
+// longer waits for that one (it was withdrawn, or the binding reads something else).
+func (p *passMemory) deliver(k types.NamespacedName, c *vault.Client, key string, res vault.Result) (ok bool) {
+	p.update(k, func(r *remembered) {
+		if r.waiting.is(c, key) {
+			r.answer = &delivered{awaited: *r.waiting, result: res}
+			r.waiting, ok = nil, true
+		}
+	})
+	return ok
+}
+
+// stopWaiting drops the fetch the binding waits for and returns it (to be withdrawn).
+func (p *passMemory) stopWaiting(k types.NamespacedName) (old *awaited) {
+	p.update(k, func(r *remembered) { old, r.waiting = r.waiting, nil })
+	return old
+}
+
+// forget drops a deleted binding and returns the fetch it waited for, if any.
+func (p *passMemory) forget(key types.NamespacedName) *awaited {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	w := p.m[key].waiting
 	delete(p.m, key)
+	return w
 }

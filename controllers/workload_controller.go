@@ -2,8 +2,11 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -15,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -105,15 +109,16 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err != nil || len(state.perSecret) == 0 {
 		return ctrl.Result{}, err // no managed Secret: not ours to restart
 	}
-	recorded := decodeConsumed(w.GetAnnotations()[kf.AnnotationConsumed])
+	labelled, recorded := recordedConsumption(w)
+	seen := byLabel(state.perSecret)
 	log := ctrl.LoggerFrom(ctx).V(1)
-	if !changed(recorded, state.perSecret) {
+	if !changed(recorded, seen) {
 		r.settle(req.NamespacedName)
-		if encodeConsumed(recorded) != encodeConsumed(state.perSecret) {
-			// A Secret seen for the first time (a new binding's first sync): record it, no
-			// restart.
+		if !maps.Equal(labelled, seen) {
+			// A Secret seen for the first time (a new binding's first sync), or one no
+			// longer read: record what is read now, no restart.
 			log.Info("recording consumed Secrets", "secrets", len(state.perSecret))
-			return ctrl.Result{}, r.patch(ctx, w, state, false)
+			return ctrl.Result{}, r.patch(ctx, w, labelled, seen, "")
 		}
 		return ctrl.Result{}, r.updateBindings(ctx, w.GetNamespace(), state, false)
 	}
@@ -123,7 +128,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	r.settle(req.NamespacedName)
-	if err := r.patch(ctx, w, state, true); err != nil {
+	if err := r.patch(ctx, w, labelled, seen, state.digest); err != nil {
 		metrics.WorkloadRestart(r.Kind, false)
 		return ctrl.Result{}, err
 	}
@@ -179,13 +184,24 @@ func changed(recorded, now map[string]string) bool {
 	return false
 }
 
-// patch records what the workload reads and, to restart it, sets the pod-template
-// annotation to the digest of that data: the restart is idempotent, a function of the data.
-func (r *WorkloadReconciler) patch(ctx context.Context, w client.Object, st consumedState, restart bool) error {
-	body := map[string]any{"metadata": map[string]any{"annotations": map[string]string{kf.AnnotationConsumed: encodeConsumed(st.perSecret)}}}
-	if restart {
+// patch records what the workload reads (labels: from had to want) and, to restart it
+// (restartFor not empty), sets the pod-template annotation to the digest of that data:
+// the restart is idempotent, a function of the data. Recording alone changes neither the
+// spec nor the annotations, so the generation stays (a Deployment's annotations count).
+func (r *WorkloadReconciler) patch(ctx context.Context, w client.Object, had, want map[string]string, restartFor string) error {
+	lbls := map[string]any{}
+	for name := range had {
+		if _, ok := want[name]; !ok {
+			lbls[kf.LabelPrefixConsumed+name] = nil
+		}
+	}
+	for name, d := range want {
+		lbls[kf.LabelPrefixConsumed+name] = d
+	}
+	body := map[string]any{"metadata": map[string]any{"labels": lbls}}
+	if restartFor != "" {
 		body["spec"] = map[string]any{"template": map[string]any{"metadata": map[string]any{
-			"annotations": map[string]string{kf.AnnotationRestartedFor: st.digest}}}}
+			"annotations": map[string]string{kf.AnnotationRestartedFor: restartFor}}}}
 	}
 	raw, err := json.Marshal(body)
 	if err != nil {
@@ -275,21 +291,48 @@ func (r *WorkloadReconciler) settle(key types.NamespacedName) {
 	delete(r.pending, key)
 }
 
-// consumedScheme versions the digests in the consumed annotation: digests of another
-// scheme (an older keyferry's) are recorded again, never read as a change, so an upgrade
-// restarts nothing. v2: digests over the cache's per-key digests (trim.Secret).
-const consumedScheme = "v2;"
-
-// encodeConsumed writes per-Secret digests as "v2;name=digest,..." (sorted).
-func encodeConsumed(m map[string]string) string {
-	parts := make([]string, 0, len(m))
-	for name, d := range m {
-		parts = append(parts, name+"="+d)
+// consumedLabelName is the label name part recording what a workload read of Secret
+// name: the name itself when a label allows it (at most 63 characters), else a hash.
+func consumedLabelName(name string) string {
+	if len(name) <= validation.LabelValueMaxLength {
+		return name
 	}
-	sort.Strings(parts)
-	return consumedScheme + strings.Join(parts, ",")
+	sum := sha256.Sum256([]byte(name))
+	return "h-" + hex.EncodeToString(sum[:16])
 }
 
+// byLabel keys per-Secret digests by their label name part.
+func byLabel(perSecret map[string]string) map[string]string {
+	out := make(map[string]string, len(perSecret))
+	for name, d := range perSecret {
+		out[consumedLabelName(name)] = d
+	}
+	return out
+}
+
+// recordedConsumption returns what the workload's labels record (labelled) and, for the
+// comparison, those with what an older keyferry recorded in its annotation beneath them.
+func recordedConsumption(w client.Object) (labelled, recorded map[string]string) {
+	labelled = map[string]string{}
+	for k, v := range w.GetLabels() {
+		if name, ok := strings.CutPrefix(k, kf.LabelPrefixConsumed); ok {
+			labelled[name] = v
+		}
+	}
+	recorded = map[string]string{}
+	for name, d := range decodeConsumed(w.GetAnnotations()[kf.AnnotationConsumed]) {
+		recorded[consumedLabelName(name)] = d
+	}
+	maps.Copy(recorded, labelled)
+	return labelled, recorded
+}
+
+// consumedScheme versions the digests in the older annotation: digests of another scheme
+// are read as not recorded, never as a change. v2: digests over the cache's per-key
+// digests (trim.Secret).
+const consumedScheme = "v2;"
+
+// decodeConsumed reads the older annotation "v2;name=digest,...".
 func decodeConsumed(s string) map[string]string {
 	out := map[string]string{}
 	s, ok := strings.CutPrefix(s, consumedScheme)
@@ -320,7 +363,7 @@ func (r *WorkloadReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named(strings.ToLower(r.Kind)+"-restarts").
 		For(newWorkload(r.Kind)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToWorkloads)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2, NewQueue: namespaceFairQueue}).
 		Complete(r)
 }
 

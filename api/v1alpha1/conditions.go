@@ -88,8 +88,15 @@ const (
 	// AnnotationRestartedFor on a workload's pod template is the keyed HMAC of the Secret
 	// data it consumes; keyferry changes it (rolling the workload out) when that data does.
 	AnnotationRestartedFor = "keyferry.dev/restarted-for"
-	// AnnotationConsumed on a workload records, per consumed managed Secret, a short keyed
-	// digest of the data it reads, so a restart happens only when data it read changed.
+	// LabelPrefixConsumed: a label consumed.keyferry.dev/<Secret> on a workload records a
+	// short keyed digest of the data it read of that managed Secret when it last started
+	// (or was first seen), so a restart happens only when data it read changed. <Secret> is
+	// the Secret's name, or a hash of it when the name is longer than a label allows.
+	// Labels, not annotations: any change of a Deployment's annotations bumps its
+	// generation (they are copied to its ReplicaSets), which tools read as a rollout.
+	LabelPrefixConsumed = "consumed.keyferry.dev/"
+	// AnnotationConsumed is where keyferry before v0.2 recorded the same, per Secret; it is
+	// still read (so an upgrade restarts nothing) and never written.
 	AnnotationConsumed = "keyferry.dev/consumed"
 	// FieldManager is the server-side apply field manager of every write keyferry makes.
 	FieldManager = "keyferry"

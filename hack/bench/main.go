@@ -44,6 +44,8 @@ type params struct {
 	managerArgs   string
 	managerEnv    string
 	keepLog       string
+	noisy         int
+	backlog       int
 }
 
 func main() {
@@ -62,8 +64,21 @@ func main() {
 	flag.StringVar(&p.managerArgs, "manager-args", "", "extra manager flags, space separated")
 	flag.StringVar(&p.managerEnv, "manager-env", "", "extra manager environment, space separated NAME=value (e.g. GOMEMLIMIT=120MiB)")
 	flag.StringVar(&p.keepLog, "keep-log", "", "copy the managers' log to this file at the end")
+	flag.IntVar(&p.noisy, "noisy", 0, "noisy-neighbour mode: a healthy tenant's time to Ready, idle and with N bindings of another namespace (on N/25 connections) hanging on a vault that never answers")
+	flag.IntVar(&p.backlog, "backlog", 0, "noisy-neighbour mode: and right after M bindings of another namespace were created at once")
 	header := flag.Bool("header", false, "print the table header first")
 	flag.Parse()
+	if p.noisy > 0 || p.backlog > 0 {
+		if *header {
+			fmt.Println("| hanging bindings | hanging connections | backlog bindings | healthy tenant ready idle (s) | with the hanging tenant (s) | right after the backlog (s) | requests hanging |")
+			fmt.Println("|---|---|---|---|---|---|---|")
+		}
+		if err := runNoisy(p); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *header {
 		fmt.Println("| N | namespaces | shards | E | C | U | ready (s) | write ceiling (creates/s) | ready ÷ time of 2 writes per binding | status patch ceiling (patches/s) | ready ÷ time of 1 create + 1 status patch per binding | pulls first sync | logins | pulls per interval | over-limit answers | steady writes | peak RSS per shard (MiB) | RSS growth per 1,000 bindings (MiB) | CPU to ready (s) | CPU per binding beyond an empty start (ms) |")
 		fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
 )
 
 // DemoNamespace holds the demo's connections and bindings.
@@ -198,8 +200,8 @@ func (s *Stack) DemoRollout(ctx context.Context) (string, error) {
 	if _, err := s.KubectlIn(ctx, demoWorkload, "apply", "-f", "-"); err != nil {
 		return "", err
 	}
-	if err := s.waitKubectl(ctx, 60*time.Second, func(out string) bool { return out != "" },
-		"get", "deployment", "shop", "-n", DemoNamespace, "-o", `jsonpath={.metadata.annotations.keyferry\.dev/consumed}`); err != nil {
+	if err := s.waitKubectl(ctx, 60*time.Second, func(out string) bool { return strings.Contains(out, kf.LabelPrefixConsumed) },
+		"get", "deployment", "shop", "-n", DemoNamespace, "-o", `jsonpath={.metadata.labels}`); err != nil {
 		return "", fmt.Errorf("the Deployment was not seen by keyferry: %w", err)
 	}
 	body, _ := json.Marshal(map[string]string{"environment": "production", "key": "DB_USER", "value": "payments-rotated"})

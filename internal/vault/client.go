@@ -35,6 +35,10 @@ type Client struct {
 	pulls   *coalescer
 	hooks   Hooks
 	outcome outcomeBox
+	// ctx lives as long as the client: Close cancels it, and with it every request in
+	// flight (a deleted or changed connection leaves nothing hanging).
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	closeOnce sync.Once
 }
@@ -63,6 +67,7 @@ func New(cfg Config, hooks Hooks) (*Client, error) {
 		return nil, &Error{Reason: ReasonInvalidConfig, Op: "configure", Message: err.Error()}
 	}
 	c := &Client{cfg: full, preset: preset, base: base, http: hc, gate: newGate(full.Clock, full.Budget), hooks: hooks}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if full.Auth == AuthLogin {
 		c.session = &session{c: c}
 	}
@@ -105,10 +110,26 @@ type TokenInfo struct {
 	RenewAt time.Time
 }
 
-// Close signs the session out (when the provider has a sign-out endpoint) and drops it.
-// Use it when the connection is deleted or its credentials change.
+// StartAuthenticate is Authenticate without waiting: when a login or refresh must run, it
+// runs in the background, ErrPending is returned, and done is called when it has ended
+// (call StartAuthenticate again then for the outcome). No caller is held by a login that
+// hangs.
+func (c *Client) StartAuthenticate(done func()) (TokenInfo, error) {
+	if c.session == nil {
+		return TokenInfo{}, nil
+	}
+	if err := c.session.keepAliveAsync(done); err != nil {
+		return TokenInfo{}, err
+	}
+	return c.session.info(), nil
+}
+
+// Close cancels every request in flight, signs the session out (when the provider has a
+// sign-out endpoint) and drops it. Use it when the connection is deleted or its
+// credentials change.
 func (c *Client) Close(ctx context.Context) {
 	c.closeOnce.Do(func() {
+		c.cancel()
 		if c.session != nil {
 			c.session.signOut(ctx)
 		}
@@ -137,7 +158,13 @@ func (c *Client) sendOnce(ctx context.Context, op string, req *http.Request) (*r
 	if err := c.wait(ctx, op); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(withOp(ctx, op), c.cfg.RequestTimeout)
+	// The limit is the request timeout, or less when the caller's deadline comes first
+	// (a login is bounded as a whole); the message of a timeout names it.
+	limit := c.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < limit {
+		limit = time.Until(dl)
+	}
+	ctx, cancel := context.WithTimeout(withOp(ctx, op), limit)
 	defer cancel()
 	req = req.WithContext(ctx)
 	req.Header.Set("User-Agent", version.UserAgent())
@@ -147,7 +174,7 @@ func (c *Client) sendOnce(ctx context.Context, op string, req *http.Request) (*r
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.observe(op, 0)
-		return nil, c.redact(transportError(op, err, ctx))
+		return nil, c.redact(transportError(op, err, ctx, limit))
 	}
 	defer func() { _ = resp.Body.Close() }()
 	c.observe(op, resp.StatusCode)
@@ -173,7 +200,7 @@ func (c *Client) sendOnce(ctx context.Context, op string, req *http.Request) (*r
 	}
 	if readErr != nil {
 		if ctx.Err() != nil {
-			return nil, transportError(op, readErr, ctx)
+			return nil, transportError(op, readErr, ctx, limit)
 		}
 		return nil, &Error{Reason: ReasonInvalidResponse, Op: op, StatusCode: resp.StatusCode, Message: readErr.Error()}
 	}
@@ -199,6 +226,21 @@ func pauseCause(op string, status int, asked time.Duration, exhausted bool, answ
 		cause.Message = "rate limit exhausted (x-ratelimit-remaining: 0)"
 	}
 	return cause
+}
+
+// heldByPause returns the answer that paused the connection, with its end, when a pause
+// is in force; nil when requests may leave.
+func (c *Client) heldByPause(op string) *Error {
+	until, cause := c.gate.pause()
+	if cause == nil {
+		return nil
+	}
+	if c.hooks.Paused != nil {
+		c.hooks.Paused(op, true, until.Sub(c.cfg.Clock.Now()))
+	}
+	held := *cause
+	held.RetryAt = until
+	return &held
 }
 
 // wait takes a slot from the gate, holding the caller for short budget waits only. A

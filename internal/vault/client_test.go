@@ -622,7 +622,7 @@ func TestRegistryReusesAndReplacesClients(t *testing.T) {
 	if f.dev.Count("knowledgestack.signout") != 1 {
 		t.Fatal("the replaced client did not sign out")
 	}
-	r.Remove(context.Background(), "ns/ks")
+	r.Remove("ns/ks")
 	if _, ok := r.Get("ns/ks"); ok {
 		t.Fatal("removed client still registered")
 	}

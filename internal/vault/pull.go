@@ -26,6 +26,9 @@ type Target struct {
 	Request     *PullRequest
 }
 
+// Key identifies what a target fetches: two targets with the same key share fetches.
+func (t Target) Key() string { return t.key() }
+
 // key identifies what a target fetches, for coalescing.
 func (t Target) key() string {
 	r := t.Request

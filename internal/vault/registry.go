@@ -51,7 +51,7 @@ func (r *Registry) Client(id string, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	if old, ok := r.clients[id]; ok {
-		go closeClient(old.client)
+		retire(old.client)
 	}
 	r.clients[id] = &registered{fingerprint: fp, client: c}
 	return c, nil
@@ -68,21 +68,24 @@ func (r *Registry) Get(id string) (*Client, bool) {
 	return cur.client, true
 }
 
-// Remove drops connection id's client and signs its session out.
-func (r *Registry) Remove(ctx context.Context, id string) {
+// Remove drops connection id's client: its requests in flight are canceled at once, its
+// session is signed out in the background (a sign-out that hangs holds no caller).
+func (r *Registry) Remove(id string) {
 	r.mu.Lock()
 	cur, ok := r.clients[id]
 	delete(r.clients, id)
 	r.mu.Unlock()
 	if ok {
-		ctx, cancel := context.WithTimeout(ctx, signoutTimeout)
-		defer cancel()
-		cur.client.Close(ctx)
+		retire(cur.client)
 	}
 }
 
-func closeClient(c *Client) {
-	ctx, cancel := context.WithTimeout(context.Background(), signoutTimeout)
-	defer cancel()
-	c.Close(ctx)
+// retire cancels c's requests now and closes it in the background.
+func retire(c *Client) {
+	c.cancel()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), signoutTimeout)
+		defer cancel()
+		c.Close(ctx)
+	}()
 }

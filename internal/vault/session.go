@@ -36,6 +36,9 @@ type session struct {
 	// A failed refresh falls back to the still-valid token; it is retried with backoff.
 	refreshRetry    time.Time
 	refreshFailures int
+	// keeping: a background login or refresh runs; keepers are called when it ends.
+	keeping bool
+	keepers []func()
 }
 
 // current returns the token held now (for redaction only).
@@ -91,32 +94,75 @@ func renewAt(obtained, expires time.Time) time.Time {
 	return expires.Add(-margin)
 }
 
-// token returns a valid token, logging in or refreshing once for all concurrent callers.
-func (s *session) token(ctx context.Context) (string, error) {
+// lookup returns the token to use now, or the failure that still holds (a failed login
+// backs off); need says a login or refresh must run first.
+func (s *session) lookup() (tok string, err error, need bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	now := s.c.cfg.Clock.Now()
 	if s.tok != "" && (now.Before(renewAt(s.obtained, s.expires)) || (now.Before(s.expires) && now.Before(s.refreshRetry))) {
-		tok := s.tok
-		s.mu.Unlock()
-		return tok, nil
+		return s.tok, nil, false
 	}
 	if s.lastErr != nil && now.Before(s.failedAt.Add(backoff.Default.After(s.failures))) {
-		err := s.lastErr
-		s.mu.Unlock()
-		return "", err
+		return "", s.lastErr, false
 	}
-	s.mu.Unlock()
+	return "", nil, true
+}
 
-	// The shared login must not die with the first caller's context.
-	v, err, _ := s.sf.Do("token", func() (any, error) {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loginTimeout)
+// token returns a valid token, logging in or refreshing once for all concurrent callers.
+func (s *session) token(ctx context.Context) (string, error) {
+	if tok, err, need := s.lookup(); !need {
+		return tok, err
+	}
+	// The shared login must not die with the first caller's context; it dies with the
+	// client.
+	ch := s.sf.DoChan("token", func() (any, error) {
+		lctx, cancel := context.WithTimeout(s.c.ctx, loginTimeout)
 		defer cancel()
 		return s.renew(lctx)
 	})
-	if err != nil {
-		return "", err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		// This caller gave up (its fetch was canceled); the login goes on for the others.
+		return "", &Error{Reason: ReasonProviderUnavailable, Op: "login", Message: "request canceled", Err: ctx.Err()}
 	}
-	return v.(string), nil
+}
+
+// keepAliveAsync is keepAlive without waiting: a login or refresh that must run runs in
+// the background (one at a time), ErrPending is returned and done is called when it ends.
+func (s *session) keepAliveAsync(done func()) error {
+	s.mu.Lock()
+	held := s.tok != ""
+	s.mu.Unlock()
+	if held && !s.refreshable() {
+		return nil
+	}
+	if _, err, need := s.lookup(); !need {
+		return err
+	}
+	s.mu.Lock()
+	s.keepers = append(s.keepers, done)
+	running := s.keeping
+	s.keeping = true
+	s.mu.Unlock()
+	if !running {
+		go func() {
+			_, _ = s.token(s.c.ctx)
+			s.mu.Lock()
+			keepers := s.keepers
+			s.keepers, s.keeping = nil, false
+			s.mu.Unlock()
+			for _, k := range keepers {
+				k()
+			}
+		}()
+	}
+	return ErrPending
 }
 
 // renew refreshes a still-valid token where the provider allows it, else logs in.

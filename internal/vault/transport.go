@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"syscall"
+	"time"
 )
 
 // DefaultMaxBodyBytes caps every response body: a Secret holds at most 1 MiB, and JSON
@@ -104,7 +105,7 @@ func readCapped(r io.Reader, limit int64) ([]byte, error) {
 
 // transportError classifies a failure to get a response. The message names the kind of
 // failure, never the request (whose URL or headers could carry more than we want to show).
-func transportError(op string, err error, ctx context.Context) *Error {
+func transportError(op string, err error, ctx context.Context, limit time.Duration) *Error {
 	e := &Error{Reason: ReasonProviderUnavailable, Op: op}
 	var netErr net.Error
 	var certErr *tls.CertificateVerificationError
@@ -122,7 +123,7 @@ func transportError(op string, err error, ctx context.Context) *Error {
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
 		e.Message = "request canceled"
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
-		e.Message = "request timed out"
+		e.Message = "request timed out after " + roundTimeout(limit).String()
 	case errors.Is(err, syscall.ECONNREFUSED):
 		e.Message = "connection refused"
 	case errors.Is(err, syscall.ECONNRESET):
@@ -137,6 +138,15 @@ func transportError(op string, err error, ctx context.Context) *Error {
 		e.Message = "request failed: " + sanitize(unwrapURLError(err).Error())
 	}
 	return e
+}
+
+// roundTimeout shows a timeout as configured (a limit derived from a deadline is a few
+// nanoseconds short of it).
+func roundTimeout(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }
 
 func certMessage(err error) string {

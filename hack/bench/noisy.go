@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/localstack"
+)
+
+// The noisy-neighbour mode (-noisy N, -backlog M): how long a healthy tenant's new binding
+// takes to be Ready on an idle manager, while another tenant has N bindings on 20
+// connections (one per 25 bindings) to a vault that accepts connections and never answers
+// (half of them logins that never answer, requestTimeout 5m), and while a third tenant's M
+// bindings are all due at once. All traffic stays on loopback.
+
+const healthySamples = 5
+
+type noisyResult struct {
+	idle, noisy, backlog time.Duration
+	hanging              int32
+	connections          int
+}
+
+func runNoisy(p params) error {
+	ctx := context.Background()
+	root, _ := os.Getwd()
+	dir, err := os.MkdirTemp("", "keyferry-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	dataFile := dir + "/vault.json"
+	if err := writeVaultData(dataFile, max(p.e, 1)); err != nil {
+		return err
+	}
+	st, err := localstack.Start(ctx, localstack.Options{RepoRoot: root, VaultData: dataFile,
+		ManagerArgs: strings.Fields(p.managerArgs), ManagerEnv: strings.Fields(p.managerEnv), Progress: os.Stderr})
+	if err != nil {
+		return err
+	}
+	defer st.Stop()
+	if _, err := st.StartReplica(); err != nil {
+		return err
+	}
+	c, err := newClient(st.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	var res noisyResult
+	var seq atomic.Int32
+	healthy := func() (time.Duration, error) {
+		var times []time.Duration
+		for range healthySamples {
+			d, err := healthyTimeToReady(ctx, c, st.VaultURL, fmt.Sprintf("healthy-%d", seq.Add(1)))
+			if err != nil {
+				return 0, err
+			}
+			times = append(times, d)
+		}
+		slices.Sort(times)
+		return times[len(times)/2], nil
+	}
+	if res.idle, err = healthy(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "idle: healthy tenant Ready in %s (median of %d)\n", res.idle, healthySamples)
+
+	if p.noisy > 0 {
+		dead, err := listenSilently()
+		if err != nil {
+			return err
+		}
+		defer dead.close()
+		res.connections = max(p.noisy/25, 1)
+		if err := createHangingTenant(ctx, c, "noisy", "http://"+dead.l.Addr().String(), p.noisy, res.connections); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for dead.open.Load() < int32(res.connections) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if res.noisy, err = healthy(); err != nil {
+			return err
+		}
+		res.hanging = dead.open.Load()
+		fmt.Fprintf(os.Stderr, "with %d hanging bindings on %d connections (%d requests hanging): healthy tenant Ready in %s\n",
+			p.noisy, res.connections, res.hanging, res.noisy)
+	}
+	if p.backlog > 0 {
+		if err := createNamespace(ctx, c, "busy"); err != nil {
+			return err
+		}
+		if err := createKeywayConnection(ctx, c, "busy", "conn", st.VaultURL+"/keyway"); err != nil {
+			return err
+		}
+		if err := parallel(p.backlog, func(i int) error {
+			return c.Create(ctx, binding("busy", fmt.Sprintf("b-%d", i), "conn", fmt.Sprintf("env-%d", i%max(p.e, 1))))
+		}); err != nil {
+			return err
+		}
+		if res.backlog, err = healthyTimeToReady(ctx, c, st.VaultURL, "healthy-backlog"); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "right after %d bindings of another namespace: healthy tenant Ready in %s\n", p.backlog, res.backlog)
+	}
+	fmt.Printf("| %d | %d | %d | %.2f | %s | %s | %d |\n", p.noisy, res.connections, p.backlog, res.idle.Seconds(),
+		orDash(p.noisy > 0, res.noisy), orDash(p.backlog > 0, res.backlog), res.hanging)
+	return nil
+}
+
+func orDash(ok bool, d time.Duration) string {
+	if !ok {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", d.Seconds())
+}
+
+// healthyTimeToReady creates a namespace with a Keyway connection and one binding and
+// returns the time from the binding's creation to Ready, read through a watch.
+func healthyTimeToReady(ctx context.Context, c client.WithWatch, vaultURL, ns string) (time.Duration, error) {
+	if err := createNamespace(ctx, c, ns); err != nil {
+		return 0, err
+	}
+	if err := createKeywayConnection(ctx, c, ns, "conn", vaultURL+"/keyway"); err != nil {
+		return 0, err
+	}
+	w, err := c.Watch(ctx, &kf.SecretBindingList{}, client.InNamespace(ns))
+	if err != nil {
+		return 0, err
+	}
+	defer w.Stop()
+	start := time.Now()
+	if err := c.Create(ctx, binding(ns, "app", "conn", "env-0")); err != nil {
+		return 0, err
+	}
+	timeout := time.After(5 * time.Minute)
+	for {
+		select {
+		case <-timeout:
+			return 0, fmt.Errorf("binding in %s not Ready after 5m", ns)
+		case e, ok := <-w.ResultChan():
+			if !ok {
+				return 0, fmt.Errorf("watch of %s closed", ns)
+			}
+			if b, ok := e.Object.(*kf.SecretBinding); ok && meta.IsStatusConditionTrue(b.Status.Conditions, kf.ConditionReady) {
+				return time.Since(start), nil
+			}
+		}
+	}
+}
+
+func createKeywayConnection(ctx context.Context, c client.Client, ns, name, url string) error {
+	if err := client.IgnoreAlreadyExists(c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "token",
+		Labels: map[string]string{kf.LabelCredentials: "true"}}, StringData: map[string]string{"token": "kw_live_bench"}})); err != nil {
+		return err
+	}
+	return c.Create(ctx, &kf.VaultConnection{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: kf.VaultConnectionSpec{Provider: kf.ProviderKeyway, URL: url, AllowInsecureHTTP: true,
+			Auth: kf.AuthSpec{Bearer: &kf.BearerAuth{SecretRef: kf.SecretKeyReference{Name: "token", Key: "token"}}}}})
+}
+
+func binding(ns, name, conn, env string) *kf.SecretBinding {
+	return &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: kf.SecretBindingSpec{ConnectionRef: kf.ConnectionReference{Name: conn}, Vault: "bench/app", Environment: env}}
+}
+
+// createHangingTenant creates n bindings, each on an environment of its own, spread over
+// conns connections to url: even ones Keyway with a token (their pulls hang), odd ones
+// Knowledge Stack logging in (their logins hang), all with requestTimeout 5m.
+func createHangingTenant(ctx context.Context, c client.Client, ns, url string, n, conns int) error {
+	if err := createNamespace(ctx, c, ns); err != nil {
+		return err
+	}
+	for _, s := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "token", Labels: map[string]string{kf.LabelCredentials: "true"}},
+			StringData: map[string]string{"token": "kw_live_noise"}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "login", Labels: map[string]string{kf.LabelCredentials: "true"}},
+			StringData: map[string]string{"username": "noise@example.com", "password": "noise"}},
+	} {
+		if err := c.Create(ctx, s); err != nil {
+			return err
+		}
+	}
+	timeout := &metav1.Duration{Duration: 5 * time.Minute}
+	if err := parallel(conns, func(i int) error {
+		spec := kf.VaultConnectionSpec{Provider: kf.ProviderKeyway, URL: url, AllowInsecureHTTP: true, RequestTimeout: timeout,
+			Auth: kf.AuthSpec{Bearer: &kf.BearerAuth{SecretRef: kf.SecretKeyReference{Name: "token", Key: "token"}}}}
+		if i%2 == 1 {
+			spec.Provider = kf.ProviderKnowledgeStack
+			spec.Auth = kf.AuthSpec{Login: &kf.LoginAuth{SecretRef: kf.SecretReference{Name: "login"}}}
+		}
+		return c.Create(ctx, &kf.VaultConnection{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dead-" + strconv.Itoa(i)}, Spec: spec})
+	}); err != nil {
+		return err
+	}
+	return parallel(n, func(i int) error {
+		b := binding(ns, fmt.Sprintf("b-%d", i), "dead-"+strconv.Itoa(i%conns), fmt.Sprintf("env-%d", i))
+		if i%conns%2 == 1 {
+			b.Spec.Request = &kf.RequestSpec{Path: "/v1/secrets?tenant={vault}&env={environment}", Format: kf.RequestFormatDotenv, DataPath: "content"}
+		}
+		return c.Create(ctx, b)
+	})
+}
+
+// silentListener accepts TCP connections on loopback and never answers.
+type silentListener struct {
+	l     net.Listener
+	open  atomic.Int32
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func listenSilently() (*silentListener, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &silentListener{l: l}
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.open.Add(1)
+			s.mu.Lock()
+			s.conns = append(s.conns, conn)
+			s.mu.Unlock()
+		}
+	}()
+	return s, nil
+}
+
+func (s *silentListener) close() {
+	_ = s.l.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		_ = c.Close()
+	}
+}
