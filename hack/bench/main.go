@@ -70,8 +70,8 @@ func main() {
 	flag.Parse()
 	if p.noisy > 0 || p.backlog > 0 {
 		if *header {
-			fmt.Println("| hanging bindings | hanging connections | backlog bindings | healthy tenant ready idle (s) | with the hanging tenant (s) | right after the backlog (s) | requests hanging |")
-			fmt.Println("|---|---|---|---|---|---|---|")
+			fmt.Println("| hanging bindings | hanging connections | backlog bindings | healthy tenant ready idle (s) | with the hanging tenant (s) | during the backlog (s) | backlog Ready (s) | requests hanging |")
+			fmt.Println("|---|---|---|---|---|---|---|---|")
 		}
 		if err := runNoisy(p); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
