@@ -3,11 +3,9 @@ package controllers_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/devvault"
 )
 
 // Tenants never wait for each other: each test replays, as namespaced users would, a
@@ -23,56 +22,15 @@ import (
 // there, and that the hanging tenant is still told the truth. All traffic stays on
 // loopback.
 
-// silentListener accepts TCP connections and never answers: what a firewall that drops
-// packets after the handshake, or a wedged server, looks like to a client. It counts
-// connections open and closed (a client that gives up closes its end).
-type silentListener struct {
-	l            net.Listener
-	open, closed atomic.Int32
-	mu           sync.Mutex
-	conns        []net.Conn
-}
-
-func newSilentListener(t *testing.T) *silentListener {
+func newSilentVault(t *testing.T) *devvault.Silent {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := devvault.NewSilent()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &silentListener{l: l}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s.open.Add(1)
-			s.mu.Lock()
-			s.conns = append(s.conns, c)
-			s.mu.Unlock()
-			go func() {
-				buf := make([]byte, 4096)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						s.closed.Add(1)
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, c := range s.conns {
-			_ = c.Close()
-		}
-	})
+	t.Cleanup(s.Close)
 	return s
 }
-
-func (s *silentListener) url() string { return "http://" + s.l.Addr().String() }
 
 // hangingConnection is a tenant's VaultConnection to url with requestTimeout 5m (the most
 // the API allows), authenticating with provider's usual credentials.
@@ -105,9 +63,9 @@ func timeToReady(t *testing.T, provider string) time.Duration {
 func TestAHangingTenantDoesNotDelayOthers(t *testing.T) {
 	idle := timeToReady(t, "keyway")
 
-	dead := newSilentListener(t)
+	dead := newSilentVault(t)
 	noisy := newNamespace(t, nil)
-	vc, cred := hangingConnection(noisy, "dead", "keyway", dead.url())
+	vc, cred := hangingConnection(noisy, "dead", "keyway", dead.URL())
 	mustCreate(t, cred, vc)
 	var bindings []*kf.SecretBinding
 	for i := range 40 {
@@ -118,12 +76,12 @@ func TestAHangingTenantDoesNotDelayOthers(t *testing.T) {
 	}
 	var logins []*kf.VaultConnection
 	for i := range 4 {
-		lc, lcred := hangingConnection(noisy, fmt.Sprintf("login%d", i), "knowledgestack", dead.url())
+		lc, lcred := hangingConnection(noisy, fmt.Sprintf("login%d", i), "knowledgestack", dead.URL())
 		logins = append(logins, lc)
 		mustCreate(t, lcred, lc)
 	}
 	eventually(t, 20*time.Second, "the noisy tenant's requests are hanging", func() (bool, string) {
-		return dead.open.Load() >= 12, fmt.Sprintf("%d connections open", dead.open.Load())
+		return dead.Open() >= 12, fmt.Sprintf("%d connections open", dead.Open())
 	})
 
 	noisyKeyway := timeToReady(t, "keyway")
@@ -135,11 +93,11 @@ func TestAHangingTenantDoesNotDelayOthers(t *testing.T) {
 		t.Fatalf("the healthy tenant waited on the hanging one (idle %s, with noise %s / %s)", idle, noisyKeyway, noisyLogin)
 	}
 	// The noise is still there: nothing above was served by the hanging requests ending.
-	if got := dead.open.Load() - dead.closed.Load(); got < 12 {
+	if got := dead.Open(); got < 12 {
 		t.Fatalf("only %d hanging connections left open", got)
 	}
 	// At most a few requests per connection are in flight, whatever the bindings.
-	if got := dead.open.Load(); got > 8+4 {
+	if got := dead.Opened(); got > 8+4 {
 		t.Fatalf("%d connections to one hanging vault, want at most 8 pulls and 4 logins", got)
 	}
 
@@ -155,8 +113,7 @@ func TestAHangingTenantDoesNotDelayOthers(t *testing.T) {
 		}
 	}
 	eventually(t, 30*time.Second, "every hanging request canceled", func() (bool, string) {
-		open := dead.open.Load() - dead.closed.Load()
-		return open == 0, fmt.Sprintf("%d of %d connections still open", open, dead.open.Load())
+		return dead.Open() == 0, fmt.Sprintf("%d of %d connections still open", dead.Open(), dead.Opened())
 	})
 	stillServing(t)
 }

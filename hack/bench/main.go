@@ -91,30 +91,12 @@ func main() {
 
 func run(p params) error {
 	ctx := context.Background()
-	root, _ := os.Getwd()
-	dir, err := os.MkdirTemp("", "keyferry-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	dataFile := filepath.Join(dir, "vault.json")
-	if err := writeVaultData(dataFile, p.e); err != nil {
-		return err
-	}
 	vaultArgs := []string{"--keyway-limit", strconv.Itoa(p.keywayLimit), "--keyway-window", p.keywayWindow.String(), "--keyway-over-limit-status", "429"}
-	st, err := localstack.Start(ctx, localstack.Options{RepoRoot: root, VaultData: dataFile, VaultArgs: vaultArgs,
-		ManagerArgs: strings.Fields(p.managerArgs), ManagerEnv: strings.Fields(p.managerEnv), Progress: os.Stderr})
+	st, stop, err := startStack(ctx, p, p.e, vaultArgs)
 	if err != nil {
 		return err
 	}
-	defer st.Stop()
-	if p.keepLog != "" {
-		defer func() {
-			if b, err := os.ReadFile(st.ManagerLog); err == nil {
-				_ = os.WriteFile(p.keepLog, b, 0o600)
-			}
-		}()
-	}
+	defer stop()
 	c, err := newClient(st.Kubeconfig)
 	if err != nil {
 		return err
@@ -207,6 +189,36 @@ func run(p params) error {
 		end["keyway.over-limit"]-before["keyway.over-limit"], changed, strings.Join(peaks, " / "),
 		float64(steady-base)/1024/(float64(p.n)/1000), cpuReady, (cpuReady-baseCPU)*1000/float64(p.n))
 	return nil
+}
+
+// startStack writes the dev vault's data (envs environments), starts the local stack and
+// returns it with the function that stops it, keeping the managers' log with -keep-log.
+func startStack(ctx context.Context, p params, envs int, vaultArgs []string) (*localstack.Stack, func(), error) {
+	root, _ := os.Getwd()
+	dir, err := os.MkdirTemp("", "keyferry-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	dataFile := filepath.Join(dir, "vault.json")
+	if err := writeVaultData(dataFile, envs); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	st, err := localstack.Start(ctx, localstack.Options{RepoRoot: root, VaultData: dataFile, VaultArgs: vaultArgs,
+		ManagerArgs: strings.Fields(p.managerArgs), ManagerEnv: strings.Fields(p.managerEnv), Progress: os.Stderr})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return st, func() {
+		if p.keepLog != "" {
+			if b, err := os.ReadFile(st.ManagerLog); err == nil {
+				_ = os.WriteFile(p.keepLog, b, 0o600)
+			}
+		}
+		st.Stop()
+		_ = os.RemoveAll(dir)
+	}, nil
 }
 
 // shardArgs are the flags of manager i of p.shards.

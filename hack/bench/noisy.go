@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
-	"github.com/keyferry/keyferry/internal/localstack"
+	"github.com/keyferry/keyferry/internal/devvault"
 )
 
 // The noisy-neighbour mode (-noisy N, -backlog M): how long a healthy tenant's new binding
@@ -39,30 +36,12 @@ type noisyResult struct {
 
 func runNoisy(p params) error {
 	ctx := context.Background()
-	root, _ := os.Getwd()
-	dir, err := os.MkdirTemp("", "keyferry-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	dataFile := dir + "/vault.json"
-	if err := writeVaultData(dataFile, max(p.e, 1)); err != nil {
-		return err
-	}
 	// No vendor rate limit in the dev vault: this measures the queue, not the budget.
-	st, err := localstack.Start(ctx, localstack.Options{RepoRoot: root, VaultData: dataFile, VaultArgs: []string{"--keyway-limit", "0"},
-		ManagerArgs: strings.Fields(p.managerArgs), ManagerEnv: strings.Fields(p.managerEnv), Progress: os.Stderr})
+	st, stop, err := startStack(ctx, p, max(p.e, 1), []string{"--keyway-limit", "0"})
 	if err != nil {
 		return err
 	}
-	defer st.Stop()
-	if p.keepLog != "" {
-		defer func() {
-			if b, err := os.ReadFile(st.ManagerLog); err == nil {
-				_ = os.WriteFile(p.keepLog, b, 0o600)
-			}
-		}()
-	}
+	defer stop()
 	if _, err := st.StartReplica(); err != nil {
 		return err
 	}
@@ -90,23 +69,23 @@ func runNoisy(p params) error {
 	fmt.Fprintf(os.Stderr, "idle: healthy tenant Ready in %s (median of %d)\n", res.idle, healthySamples)
 
 	if p.noisy > 0 {
-		dead, err := listenSilently()
+		dead, err := devvault.NewSilent()
 		if err != nil {
 			return err
 		}
-		defer dead.close()
+		defer dead.Close()
 		res.connections = max(p.noisy/25, 1)
-		if err := createHangingTenant(ctx, c, "noisy", "http://"+dead.l.Addr().String(), p.noisy, res.connections); err != nil {
+		if err := createHangingTenant(ctx, c, "noisy", dead.URL(), p.noisy, res.connections); err != nil {
 			return err
 		}
 		deadline := time.Now().Add(60 * time.Second)
-		for dead.open.Load() < int32(res.connections) && time.Now().Before(deadline) {
+		for dead.Open() < int32(res.connections) && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		if res.noisy, err = healthy(); err != nil {
 			return err
 		}
-		res.hanging = dead.open.Load()
+		res.hanging = dead.Open()
 		fmt.Fprintf(os.Stderr, "with %d hanging bindings on %d connections (%d requests hanging): healthy tenant Ready in %s\n",
 			p.noisy, res.connections, res.hanging, res.noisy)
 	}
@@ -295,42 +274,4 @@ func createHangingTenant(ctx context.Context, c client.Client, ns, url string, n
 		}
 		return c.Create(ctx, b)
 	})
-}
-
-// silentListener accepts TCP connections on loopback and never answers.
-type silentListener struct {
-	l     net.Listener
-	open  atomic.Int32
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func listenSilently() (*silentListener, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	s := &silentListener{l: l}
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s.open.Add(1)
-			s.mu.Lock()
-			s.conns = append(s.conns, conn)
-			s.mu.Unlock()
-		}
-	}()
-	return s, nil
-}
-
-func (s *silentListener) close() {
-	_ = s.l.Close()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.conns {
-		_ = c.Close()
-	}
 }
