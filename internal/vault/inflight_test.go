@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyferry/keyferry/internal/devvault"
 	"github.com/keyferry/keyferry/internal/vault"
 )
 
@@ -212,5 +213,22 @@ func TestStartAuthenticateDoesNotWait(t *testing.T) {
 	ve := wantReason(t, err, vault.ReasonProviderUnavailable)
 	if !strings.Contains(ve.Error(), "timed out after 200ms") {
 		t.Fatalf("login failure %q does not name the timeout", ve.Error())
+	}
+}
+
+// A TLS handshake that never completes is bounded on its own, and says so.
+func TestHangingTLSHandshakeTimesOut(t *testing.T) {
+	dead, err := devvault.NewSilent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	c := newClient(t, vault.Config{Provider: "http", BaseURL: strings.Replace(dead.URL(), "http://", "https://", 1),
+		Auth: vault.AuthBearer, Token: "t0ken", RequestTimeout: 5 * time.Minute})
+	began := time.Now()
+	_, err = c.Fetch(context.Background(), envTarget("e"), 0)
+	ve := wantReason(t, err, vault.ReasonProviderUnavailable)
+	if !strings.Contains(ve.Error(), "TLS handshake timed out after 10s") || time.Since(began) > time.Minute {
+		t.Fatalf("after %s: %q", time.Since(began), ve.Error())
 	}
 }

@@ -10,9 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 )
+
+// tlsHandshakeTimeout bounds a TLS handshake (a server that accepts and never answers),
+// whatever the request timeout.
+const tlsHandshakeTimeout = 10 * time.Second
 
 // DefaultMaxBodyBytes caps every response body: a Secret holds at most 1 MiB, and JSON
 // escaping can roughly double that.
@@ -31,6 +36,7 @@ func newHTTPClient(cfg Config) (*http.Client, error) {
 			t.Proxy = nil
 		}
 		t.MaxIdleConnsPerHost = 8
+		t.TLSHandshakeTimeout = tlsHandshakeTimeout
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if len(cfg.CABundle) > 0 {
 			pool, err := x509.SystemCertPool()
@@ -122,6 +128,8 @@ func transportError(op string, err error, ctx context.Context, limit time.Durati
 		e.Reason, e.Message = ReasonNotAllowed, redirect.Error()
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
 		e.Message = "request canceled"
+	case errors.As(err, &netErr) && netErr.Timeout() && strings.Contains(err.Error(), "TLS handshake timeout"):
+		e.Message = "TLS handshake timed out after " + tlsHandshakeTimeout.String()
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
 		e.Message = "request timed out after " + roundTimeout(limit).String()
 	case errors.Is(err, syscall.ECONNREFUSED):
