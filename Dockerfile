@@ -1,4 +1,6 @@
 # Build a static manager binary, then ship it alone on distroless (non-root).
+# `make image` (hack/image) builds the same image without a Docker engine; its test holds
+# the user and entrypoint below and the image's together.
 FROM golang:1.26 AS builder
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64

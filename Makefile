@@ -93,6 +93,12 @@ build: ## Build the manager binary into bin/.
 run: manifests generate ## Run the manager from your host against the current kubeconfig.
 	go run ./cmd/manager
 
+.PHONY: image
+image: ## Build the images as archives for `docker load` / `ctr images import`, without a Docker engine: the manager (IMG), the dev vault and the test app.
+	go run ./hack/image -cmd ./cmd/manager -tag $(IMG) -version $(VERSION) -out $(LOCALBIN)/keyferry.tar
+	go run ./hack/image -cmd ./cmd/devvault -tag keyferry-devvault:dev -version $(VERSION) -out $(LOCALBIN)/keyferry-devvault.tar
+	go run ./hack/image -cmd ./hack/testapp -tag keyferry-testapp:dev -version $(VERSION) -out $(LOCALBIN)/keyferry-testapp.tar
+
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
 	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
