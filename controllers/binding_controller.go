@@ -127,9 +127,10 @@ func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding,
 		o.skipped, o.planned = true, b.Status.NextSyncTime.Time
 		return o, nil
 	}
-	snap, err := r.fetch(key, c, target, want)
+	snap, since, err := r.fetch(key, c, target, want, now)
 	if errors.Is(err, vault.ErrPending) {
-		o.fetching = true
+		o.fetching, o.waitingSince = true, since
+		o.requestTimeout = conn.conn.ConnectionSpec().RequestTimeout
 		return o, nil
 	}
 	if err != nil {
@@ -158,17 +159,20 @@ func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding,
 // to this binding, or one at hand in the client; else it starts (or joins) a fetch that
 // wakes the binding when it ends, and returns vault.ErrPending. No worker waits for a
 // vault.
-func (r *SecretBindingReconciler) fetch(key types.NamespacedName, c *vault.Client, t vault.Target, want vault.Want) (vault.Snapshot, error) {
+// It also returns since when the binding waits for that fetch.
+func (r *SecretBindingReconciler) fetch(key types.NamespacedName, c *vault.Client, t vault.Target, want vault.Want, now time.Time) (vault.Snapshot, time.Time, error) {
 	tkey := t.Key()
 	if res, ok := r.memory.take(key, c, tkey); ok && !res.SentAt.Before(want.NotBefore) {
-		return res.Snapshot, res.Err
+		return res.Snapshot, time.Time{}, res.Err
 	}
-	withdraw(key, r.memory.expect(key, awaited{client: c, target: t, key: tkey}))
-	return c.Start(t, want, key.String(), func(res vault.Result) {
+	old, since := r.memory.expect(key, awaited{client: c, target: t, key: tkey, since: now})
+	withdraw(key, old)
+	snap, err := c.Start(t, want, key.String(), func(res vault.Result) {
 		if r.memory.deliver(key, c, tkey, res) {
 			r.waker.wake(key)
 		}
 	})
+	return snap, since, err
 }
 
 // withdraw tells a's client that the binding no longer waits for its fetch.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
@@ -17,6 +18,9 @@ const (
 	// fetchBackstop is when a binding waiting for a background fetch looks again if it
 	// was not woken (it always is, when the fetch ends).
 	fetchBackstop = 5 * time.Minute
+	// slowFetch is how long a binding waits for the vault's answer before its status says
+	// so (Reconciling): a fast answer costs no status write of its own.
+	slowFetch = 3 * time.Second
 	// jitterFraction spreads refreshes over ±10% of the interval.
 	jitterFraction = 0.1
 	// retrySpread spreads bindings released by one Retry-After, so they do not all
@@ -36,8 +40,11 @@ type syncOutcome struct {
 	// pending: the connection's client is not built yet; look again shortly, quietly.
 	pending bool
 	// fetching: the vault's answer is on its way (a background fetch); the binding is
-	// woken when it arrives and nothing changes until then.
-	fetching bool
+	// woken when it arrives. Nothing changes until then, unless the answer is slow (the
+	// binding has waited since waitingSince, at least slowFetch): then Reconciling says so.
+	fetching       bool
+	waitingSince   time.Time
+	requestTimeout *metav1.Duration
 	// wrote: the Secret was written in this pass; keys is how many it holds.
 	wrote bool
 	keys  int32
@@ -47,6 +54,20 @@ type syncOutcome struct {
 	err       *conditionError
 	// spread is a random draw in [0,1) that jitters the schedule.
 	spread float64
+}
+
+// waitingStatus is prev with Reconciling saying the vault's answer is slow; Ready (the
+// last outcome, and the last good Secret) stands.
+func waitingStatus(prev kf.SecretBindingStatus, o syncOutcome, now time.Time) kf.SecretBindingStatus {
+	timeout := "the connection's requestTimeout"
+	if o.requestTimeout != nil {
+		timeout = "requestTimeout " + o.requestTimeout.Duration.String()
+	}
+	st := *prev.DeepCopy()
+	setCondition(&st.Conditions, metav1.Condition{Type: kf.ConditionReconciling, Status: metav1.ConditionTrue,
+		Reason: kf.ReasonProgressing, ObservedGeneration: o.generation,
+		Message: fmt.Sprintf("waiting for the vault's answer since %s (%s)", o.waitingSince.UTC().Format(time.RFC3339), timeout)}, now)
+	return st
 }
 
 // failed returns o with err as its failure when err is about the binding; any other
@@ -67,7 +88,11 @@ func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time
 	case o.pending:
 		return now.Add(clientPendingRetry)
 	case o.fetching:
-		// The fetch wakes the binding when it ends; this is only a backstop.
+		// The fetch wakes the binding when it ends; this is only a backstop, or the
+		// moment to say the answer is slow.
+		if notice := o.waitingSince.Add(slowFetch); notice.After(now) {
+			return notice
+		}
 		return now.Add(fetchBackstop)
 	case o.skipped:
 		return o.planned
@@ -98,13 +123,17 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 	// still on its way writes nothing: a new
 	// binding already reads as in progress (the CRD defaults status.observedGeneration to
 	// 0), and at start-up thousands of bindings wait a moment for their clients.
+	if o.fetching && now.Sub(o.waitingSince) >= slowFetch {
+		return waitingStatus(prev, o, now)
+	}
 	if o.skipped || o.pending || o.fetching {
 		return prev
 	}
 	if o.err == nil {
 		old := readyOf(prev.Conditions)
 		steady := !o.wrote && o.refresh == "" && old != nil && old.Status == metav1.ConditionTrue &&
-			old.Reason == kf.ReasonSynced && prev.ObservedGeneration == o.generation && prev.SyncedKeys == o.keys
+			old.Reason == kf.ReasonSynced && prev.ObservedGeneration == o.generation && prev.SyncedKeys == o.keys &&
+			meta.FindStatusCondition(prev.Conditions, kf.ConditionReconciling) == nil
 		if steady {
 			return prev
 		}

@@ -207,3 +207,39 @@ func TestPassMemory(t *testing.T) {
 		t.Fatal("forget keeps the binding")
 	}
 }
+
+// A binding waiting for a slow answer says so once, after slowFetch, and keeps Ready as it
+// was; a fast answer costs no write of its own.
+func TestWaitingForASlowAnswer(t *testing.T) {
+	prev := synced(3, 2, t0.Add(-time.Hour))
+	timeout := &metav1.Duration{Duration: 5 * time.Minute}
+	fast := syncOutcome{generation: 3, fetching: true, waitingSince: t0.Add(-time.Second), requestTimeout: timeout}
+	if got := computeBindingStatus(prev, fast, t0.Add(time.Hour), t0); !equality.Semantic.DeepEqual(got, prev) {
+		t.Fatalf("a fetch in flight for 1s changed the status: %+v", got)
+	}
+	if next := nextSync(fast, 0, time.Hour, t0); !next.Equal(t0.Add(slowFetch - time.Second)) {
+		t.Fatalf("next look %s, want when the answer becomes slow", next)
+	}
+	slow := fast
+	slow.waitingSince = t0.Add(-4 * time.Second)
+	got := computeBindingStatus(prev, slow, t0.Add(time.Hour), t0)
+	rc := meta.FindStatusCondition(got.Conditions, kf.ConditionReconciling)
+	if rc == nil || rc.Status != metav1.ConditionTrue || !strings.Contains(rc.Message, "waiting for the vault's answer since") ||
+		!strings.Contains(rc.Message, "requestTimeout 5m0s") {
+		t.Fatalf("slow answer: Reconciling %+v", rc)
+	}
+	if r := readyOf(got.Conditions); r == nil || r.Status != metav1.ConditionTrue {
+		t.Fatal("waiting changed Ready: the last good Secret still stands")
+	}
+	if again := computeBindingStatus(got, slow, t0.Add(time.Hour), t0.Add(time.Minute)); !equality.Semantic.DeepEqual(again, got) {
+		t.Fatal("waiting longer rewrites the status")
+	}
+	if next := nextSync(slow, 0, time.Hour, t0); !next.Equal(t0.Add(fetchBackstop)) {
+		t.Fatalf("next look %s, want the backstop", next)
+	}
+	// The answer arrives, unchanged data: Reconciling goes.
+	done := computeBindingStatus(got, syncOutcome{generation: 3, keys: 2, fetchedAt: t0}, t0.Add(time.Hour), t0)
+	if meta.FindStatusCondition(done.Conditions, kf.ConditionReconciling) != nil || !isReady(done.Conditions) {
+		t.Fatalf("after the answer: %+v", done.Conditions)
+	}
+}

@@ -37,6 +37,8 @@ type awaited struct {
 	client *vault.Client
 	target vault.Target
 	key    string
+	// since is when the binding began to wait for this fetch.
+	since time.Time
 }
 
 func (a *awaited) is(c *vault.Client, key string) bool {
@@ -115,16 +117,21 @@ func (p *passMemory) take(k types.NamespacedName, c *vault.Client, key string) (
 	return res, ok
 }
 
-// expect records that the binding waits for a; it returns the fetch it waited for
-// before, if another one (to be withdrawn).
-func (p *passMemory) expect(k types.NamespacedName, a awaited) (old *awaited) {
+// expect records that the binding waits for a (since a.since, or since it began to wait
+// for the same fetch); it returns the fetch it waited for before, if another one (to be
+// withdrawn), and since when it waits.
+func (p *passMemory) expect(k types.NamespacedName, a awaited) (old *awaited, since time.Time) {
 	p.update(k, func(r *remembered) {
-		if r.waiting != nil && !r.waiting.is(a.client, a.key) {
+		switch {
+		case r.waiting == nil:
+		case r.waiting.is(a.client, a.key):
+			a.since = r.waiting.since
+		default:
 			old = r.waiting
 		}
-		r.waiting = &a
+		r.waiting, since = &a, a.since
 	})
-	return old
+	return old, since
 }
 
 // deliver hands the binding the answer of the fetch it waits for; false when it no

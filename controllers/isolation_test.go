@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -189,6 +190,14 @@ func TestChangingOrDeletingCancelsRequestsInFlight(t *testing.T) {
 	mustCreate(t, cred, vc, b)
 	eventually(t, 20*time.Second, "the request in flight", func() (bool, string) {
 		return sv.requests.Load() == 1, fmt.Sprintf("%d requests", sv.requests.Load())
+	})
+	// Its status says what it waits for, and for how long at most.
+	eventually(t, 20*time.Second, "the wait shown in status", func() (bool, string) {
+		rc := meta.FindStatusCondition(getBinding(t, b).Status.Conditions, kf.ConditionReconciling)
+		if rc == nil {
+			return false, "no Reconciling condition"
+		}
+		return strings.Contains(rc.Message, "waiting for the vault's answer") && strings.Contains(rc.Message, "requestTimeout 5m0s"), rc.Message
 	})
 
 	cur := getBinding(t, b)

@@ -94,8 +94,10 @@ func TestEveryRefreshGetsTheVaultsLaterAnswer(t *testing.T) {
 	}
 	var pausedUntil time.Time
 	for i, st := range steps {
-		if !st.paused && time.Now().Before(pausedUntil) {
-			time.Sleep(time.Until(pausedUntil) + 500*time.Millisecond)
+		// status.retryAfter is shown to the second (truncated): the pause may end up to
+		// a second after it.
+		if end := pausedUntil.Add(time.Second); !st.paused && time.Now().Before(end) {
+			time.Sleep(time.Until(end) + 200*time.Millisecond)
 		}
 		sv.set(st.reply)
 		sent := sv.count()
