@@ -157,9 +157,8 @@ func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding,
 
 // fetch returns the answer for t that want accepts: the one a background fetch handed
 // to this binding, or one at hand in the client; else it starts (or joins) a fetch that
-// wakes the binding when it ends, and returns vault.ErrPending. No worker waits for a
-// vault.
-// It also returns since when the binding waits for that fetch.
+// wakes the binding when it ends, and returns vault.ErrPending with since when the
+// binding waits for it. No worker waits for a vault.
 func (r *SecretBindingReconciler) fetch(key types.NamespacedName, c *vault.Client, t vault.Target, want vault.Want, now time.Time) (vault.Snapshot, time.Time, error) {
 	tkey := t.Key()
 	if res, ok := r.memory.take(key, c, tkey); ok && !res.SentAt.Before(want.NotBefore) {
