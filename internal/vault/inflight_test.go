@@ -232,3 +232,35 @@ func TestHangingTLSHandshakeTimesOut(t *testing.T) {
 		t.Fatalf("after %s: %q", time.Since(began), ve.Error())
 	}
 }
+
+// A body that trickles in (headers at once, then a byte now and then) is bounded by the
+// request timeout as a whole, and holds no caller meanwhile.
+func TestTricklingBodyTimesOut(t *testing.T) {
+	url := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{"A":"`))
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+				_, _ = w.Write([]byte("x"))
+				w.(http.Flusher).Flush()
+			}
+		}
+	}))
+	c := hangingClient(t, url, 400*time.Millisecond)
+	got := make(chan vault.Result, 1)
+	began := time.Now()
+	if _, err := c.Start(envTarget("e"), vault.Want{MaxAge: time.Hour}, "a", func(r vault.Result) { got <- r }); !errors.Is(err, vault.ErrPending) {
+		t.Fatalf("Start: %v, want ErrPending", err)
+	}
+	if d := time.Since(began); d > 100*time.Millisecond {
+		t.Fatalf("Start held its caller %s", d)
+	}
+	r := <-got
+	ve := wantReason(t, r.Err, vault.ReasonProviderUnavailable)
+	if !strings.Contains(ve.Error(), "timed out after 400ms") {
+		t.Fatalf("trickling body: %q", ve.Error())
+	}
+}
