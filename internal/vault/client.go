@@ -262,8 +262,13 @@ func (c *Client) wait(ctx context.Context, op string) error {
 		}
 		if d > maxInlineWait {
 			b := c.cfg.Budget
-			return &Error{Reason: ReasonRateLimited, Op: op, RetryAt: retry, Held: true,
-				Message: fmt.Sprintf("client-side rate budget spent (%d requests per %s)", b.Requests, b.Period)}
+			msg := fmt.Sprintf("client-side rate budget spent (%d requests per %s)", b.Requests, b.Period)
+			if last := c.outcome.get(); last.Reason != "" && last.Reason != ReasonRateLimited {
+				// The budget is often spent by retries of a failure: name it, or the
+				// hold hides the cause (a revoked token shows as a rate limit).
+				msg += "; the last answer was " + last.Message
+			}
+			return &Error{Reason: ReasonRateLimited, Op: op, RetryAt: retry, Held: true, Message: msg}
 		}
 		t := time.NewTimer(d)
 		select {

@@ -264,3 +264,26 @@ func TestTricklingBodyTimesOut(t *testing.T) {
 		t.Fatalf("trickling body: %q", ve.Error())
 	}
 }
+
+// A budget spent by retries of a failure names that failure, and the connection's last
+// outcome stays the provider's answer, not the hold.
+func TestBudgetHoldNamesTheFailureThatSpentIt(t *testing.T) {
+	url := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte("token revoked"))
+	}))
+	c := newClient(t, vault.Config{Provider: "http", BaseURL: url, AllowInsecureHTTP: true, Auth: vault.AuthBearer,
+		Token: "t0ken", RequestTimeout: time.Second, Budget: vault.RateBudget{Requests: 2, Period: time.Hour}})
+	for range 2 {
+		_, err := c.Fetch(context.Background(), envTarget("e"), 0)
+		wantReason(t, err, vault.ReasonUnauthorized)
+	}
+	_, err := c.Fetch(context.Background(), envTarget("e"), 0)
+	ve := wantReason(t, err, vault.ReasonRateLimited)
+	if !strings.Contains(ve.Error(), "budget spent") || !strings.Contains(ve.Error(), "HTTP 401") {
+		t.Fatalf("hold message %q does not name the failure that spent the budget", ve.Error())
+	}
+	if o := c.LastOutcome(); o.Reason != vault.ReasonUnauthorized {
+		t.Fatalf("last outcome %s after a hold, want the provider's Unauthorized", o.Reason)
+	}
+}

@@ -44,7 +44,9 @@ func (c *Client) recordOutcome(err error) {
 		return
 	}
 	ve, ok := AsError(err)
-	if !ok {
+	if !ok || ve.Held {
+		// Nothing was sent: the provider said nothing new (a budget hold must not replace
+		// the 401 that the retries spending the budget kept getting).
 		return
 	}
 	switch ve.Reason {
