@@ -1,9 +1,15 @@
-// Package controllers holds keyferry's reconcilers: one per kind.
+// Package controllers wires keyferry's reconcilers into a manager: one package per
+// reconciler (binding, connection, workload) and common for what they share; the caches
+// and clients they read through are set up here.
 package controllers
 
 import (
 	"context"
 	"time"
+
+	"github.com/keyferry/keyferry/controllers/binding"
+	"github.com/keyferry/keyferry/controllers/connection"
+	"github.com/keyferry/keyferry/controllers/workload"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -56,13 +62,13 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	wakeCVC := make(chan event.GenericEvent, 64)
 	readyVC := make(chan event.GenericEvent, 256)
 	readyCVC := make(chan event.GenericEvent, 64)
-	for _, r := range []*ConnectionReconciler{
+	for _, r := range []*connection.Reconciler{
 		{Kind: kf.ConnectionKindNamespaced, Wake: wakeVC, ClientReady: readyVC},
 		{Kind: kf.ConnectionKindCluster, Wake: wakeCVC, ClientReady: readyCVC},
 	} {
 		r.Client, r.Registry, r.Clock = mgr.GetClient(), opts.Registry, opts.Clock
 		r.Credentials = credentialReader{cache: creds, live: mgr.GetAPIReader()}
-		r.credentialsCache = creds
+		r.CredentialsCache = creds
 		r.Recorder = mgr.GetEventRecorder("keyferry")
 		r.PollInterval, r.Workers = opts.CredentialsPollInterval, opts.ConnectionWorkers
 		r.ReportOnly = r.Kind == kf.ConnectionKindCluster && opts.Shard.Index > 0
@@ -73,14 +79,14 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.RestartDebounce <= 0 {
 		opts.RestartDebounce = 5 * time.Second
 	}
-	for _, kind := range workloadKinds {
-		w := &WorkloadReconciler{Client: mgr.GetClient(), Secrets: mgr.GetCache(), Clock: opts.Clock,
+	for _, kind := range workload.Kinds {
+		w := &workload.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetCache(), Clock: opts.Clock,
 			Recorder: mgr.GetEventRecorder("keyferry"), HMACKey: opts.HMACKey, Kind: kind, Debounce: opts.RestartDebounce}
 		if err := w.SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}
-	return (&SecretBindingReconciler{
+	return (&binding.Reconciler{
 		Client:    mgr.GetClient(),
 		Secrets:   mgr.GetCache(),
 		APIReader: mgr.GetAPIReader(),

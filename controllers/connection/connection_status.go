@@ -1,7 +1,9 @@
-package controllers
+package connection
 
 import (
 	"time"
+
+	"github.com/keyferry/keyferry/controllers/common"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -13,7 +15,7 @@ import (
 type connectionObservation struct {
 	generation int64
 	// err is why the connection cannot be used (credentials, spec, login); nil if it can.
-	err *conditionError
+	err *common.ConditionError
 	// login says the connection authenticates with a session; token describes it.
 	login bool
 	token vault.TokenInfo
@@ -30,7 +32,7 @@ type connectionObservation struct {
 // computeConnectionStatus derives a connection's status from an observation, apart from
 // any action. Unchanged inputs give an unchanged status (so no write).
 func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservation) kf.VaultConnectionStatus {
-	if o.loggingIn && o.err == nil && readyOf(prev.Conditions) != nil && prev.ObservedGeneration == o.generation {
+	if o.loggingIn && o.err == nil && common.ReadyOf(prev.Conditions) != nil && prev.ObservedGeneration == o.generation {
 		return prev
 	}
 	st := *prev.DeepCopy()
@@ -41,18 +43,18 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 	switch {
 	case o.err != nil:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.err.Reason, o.err.Message
-		isStalled = o.err.Class == stalled
+		isStalled = o.err.Class == common.ClassStalled
 		if !o.err.RetryAt.IsZero() {
-			st.RetryAfter = timePtr(o.err.RetryAt)
+			st.RetryAfter = common.TimePtr(o.err.RetryAt)
 		}
 	case o.pause != nil:
-		ce := fromVault(o.pause)
+		ce := common.FromVault(o.pause)
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ce.Reason, ce.Message
-		st.RetryAfter = timePtr(ce.RetryAt)
+		st.RetryAfter = common.TimePtr(ce.RetryAt)
 	case o.outcome.Reason != "" && o.outcome.Reason != vault.ReasonRateLimited:
-		m := conditionReasonOf(o.outcome.Reason)
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, m.reason, o.outcome.Message
-		isStalled = m.class == stalled
+		m := common.ConditionReasonOf(o.outcome.Reason)
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, m.Reason, o.outcome.Message
+		isStalled = m.Class == common.ClassStalled
 	case o.loggingIn:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionUnknown, kf.ReasonProgressing, "logging in to the provider"
 	case o.login:
@@ -64,12 +66,12 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, kf.ReasonAuthenticated, "the provider accepted the credentials"
 	}
 	if o.login && o.err == nil && !o.loggingIn && !o.token.ObtainedAt.IsZero() {
-		st.AuthenticatedTime = timePtr(o.token.ObtainedAt)
-		st.TokenExpiresAt = timePtr(o.token.ExpiresAt)
+		st.AuthenticatedTime = common.TimePtr(o.token.ObtainedAt)
+		st.TokenExpiresAt = common.TimePtr(o.token.ExpiresAt)
 	} else if !o.login {
 		st.AuthenticatedTime, st.TokenExpiresAt = nil, nil
 	}
-	setCondition(&st.Conditions, cond, o.now)
-	setProgress(&st.Conditions, cond, isStalled, o.now)
+	common.SetCondition(&st.Conditions, cond, o.now)
+	common.SetProgress(&st.Conditions, cond, isStalled, o.now)
 	return st
 }

@@ -1,4 +1,4 @@
-package controllers
+package binding
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 // ensureFinalizer keeps a finalizer exactly on Merge bindings, which must remove their
 // keys from a Secret they do not own when deleted.
-func (r *SecretBindingReconciler) ensureFinalizer(ctx context.Context, b *kf.SecretBinding) error {
+func (r *Reconciler) ensureFinalizer(ctx context.Context, b *kf.SecretBinding) error {
 	want := b.GetCreationPolicy() == kf.CreationPolicyMerge
 	if want == controllerutil.ContainsFinalizer(b, kf.FinalizerMergeCleanup) {
 		return nil
@@ -32,7 +32,7 @@ func (r *SecretBindingReconciler) ensureFinalizer(ctx context.Context, b *kf.Sec
 // finalize removes a Merge binding's keys (its field manager applies nothing, so the
 // fields it alone owned go) and then the finalizer. Owner Secrets go with the binding
 // through garbage collection; Orphan Secrets stay.
-func (r *SecretBindingReconciler) finalize(ctx context.Context, b *kf.SecretBinding) error {
+func (r *Reconciler) finalize(ctx context.Context, b *kf.SecretBinding) error {
 	if !controllerutil.ContainsFinalizer(b, kf.FinalizerMergeCleanup) {
 		return nil
 	}

@@ -1,7 +1,9 @@
-package controllers
+package binding
 
 import (
 	"errors"
+
+	"github.com/keyferry/keyferry/controllers/common"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/internal/render"
@@ -42,7 +44,7 @@ func renderSpec(b *kf.SecretBinding) render.Spec {
 func renderError(err error) error {
 	var re *render.Error
 	if errors.As(err, &re) && re.TooLarge {
-		return stalledErr(kf.ReasonTooLarge, "%s", re.Message)
+		return common.StalledErr(kf.ReasonTooLarge, "%s", re.Message)
 	}
-	return stalledErr(kf.ReasonInvalidSpec, "%s", err.Error())
+	return common.StalledErr(kf.ReasonInvalidSpec, "%s", err.Error())
 }

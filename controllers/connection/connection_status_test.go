@@ -1,8 +1,10 @@
-package controllers
+package connection
 
 import (
 	"testing"
 	"time"
+
+	"github.com/keyferry/keyferry/controllers/common"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -10,8 +12,10 @@ import (
 	"github.com/keyferry/keyferry/internal/vault"
 )
 
+var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+
 func TestConnectionRequeue(t *testing.T) {
-	r := &ConnectionReconciler{PollInterval: 10 * time.Second}
+	r := &Reconciler{PollInterval: 10 * time.Second}
 	for _, tc := range []struct {
 		name string
 		obs  connectionObservation
@@ -44,7 +48,7 @@ func TestConnectionStatusShowsThePauseCause(t *testing.T) {
 			kf.ReasonRateLimited, "pull: HTTP 500 with retry-after 873s: Rate limit exceeded"},
 	} {
 		st := computeConnectionStatus(kf.VaultConnectionStatus{}, connectionObservation{generation: 1, now: t0, pause: tc.pause})
-		ready := readyOf(st.Conditions)
+		ready := common.ReadyOf(st.Conditions)
 		if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != tc.reason || ready.Message != tc.msg {
 			t.Errorf("%s: Ready %+v, want %s %q", tc.name, ready, tc.reason, tc.msg)
 		}

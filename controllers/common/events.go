@@ -1,4 +1,4 @@
-package controllers
+package common
 
 import (
 	corev1 "k8s.io/api/core/v1"
@@ -7,9 +7,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// recordTransition emits an Event when Ready changes status or reason, never on a pass
+// RecordTransition emits an Event when Ready changes status or reason, never on a pass
 // that changed nothing, so steady refreshes stay silent.
-func recordTransition(rec events.EventRecorder, obj client.Object, prev, next *metav1.Condition) {
+func RecordTransition(rec events.EventRecorder, obj client.Object, prev, next *metav1.Condition) {
 	if rec == nil || next == nil {
 		return
 	}

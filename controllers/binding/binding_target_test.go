@@ -1,8 +1,10 @@
-package controllers
+package binding
 
 import (
 	"errors"
 	"testing"
+
+	"github.com/keyferry/keyferry/controllers/common"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,8 +55,8 @@ func TestOwnershipMatrix(t *testing.T) {
 			if (err == nil) != tc.allowed[i] {
 				t.Errorf("%s under %s: mayWrite = %v, want allowed %v", tc.name, policy, err, tc.allowed[i])
 			}
-			var ce *conditionError
-			if err != nil && (!errors.As(err, &ce) || ce.Reason != kf.ReasonTargetConflict || ce.Class != stalled) {
+			var ce *common.ConditionError
+			if err != nil && (!errors.As(err, &ce) || ce.Reason != kf.ReasonTargetConflict || ce.Class != common.ClassStalled) {
 				t.Errorf("%s under %s: %v is not a stalled TargetConflict", tc.name, policy, err)
 			}
 		}

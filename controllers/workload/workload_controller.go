@@ -1,4 +1,6 @@
-package controllers
+// Package workload restarts the opted-in Deployments, StatefulSets and DaemonSets when
+// data they consume of keyferry-managed Secrets changes.
+package workload
 
 import (
 	"context"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keyferry/keyferry/controllers/common"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -32,8 +36,8 @@ import (
 	"github.com/keyferry/keyferry/internal/trim"
 )
 
-// workloadKinds are the kinds keyferry restarts, as the metric and events name them.
-var workloadKinds = []string{"Deployment", "StatefulSet", "DaemonSet"}
+// Kinds are the kinds keyferry restarts, as the metric and events name them.
+var Kinds = []string{"Deployment", "StatefulSet", "DaemonSet"}
 
 // newWorkload returns an empty workload of kind.
 func newWorkload(kind string) client.Object {
@@ -68,11 +72,11 @@ func podTemplateOf(o client.Object) *corev1.PodTemplateSpec {
 	return nil
 }
 
-// WorkloadReconciler restarts the opted-in workloads of one kind (label
+// Reconciler restarts the opted-in workloads of one kind (label
 // keyferry.dev/restart-on-change: "true") when, and only when, the data they consume of
 // keyferry-managed Secrets changes: once per debounce window, never on a first sync or an
 // operator restart.
-type WorkloadReconciler struct {
+type Reconciler struct {
 	// Client reads workloads (label-selected cache) and bindings, and writes patches.
 	Client client.Client
 	// Secrets reads managed Secrets from the label-selected cache.
@@ -96,7 +100,7 @@ type consumedState struct {
 }
 
 // Reconcile compares what the workload reads now with what it read when last (re)started.
-func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	w := newWorkload(r.Kind)
 	if err := r.Client.Get(ctx, req.NamespacedName, w); err != nil {
 		r.settle(req.NamespacedName)
@@ -142,7 +146,7 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 }
 
 // consumed reads the managed Secrets the workload's pod template consumes.
-func (r *WorkloadReconciler) consumed(ctx context.Context, w client.Object) (consumedState, error) {
+func (r *Reconciler) consumed(ctx context.Context, w client.Object) (consumedState, error) {
 	st := consumedState{perSecret: map[string]string{}, bindings: map[string]bool{}}
 	all := rollout.Consumed(&podTemplateOf(w).Spec)
 	data := map[string]map[string][]byte{}
@@ -188,7 +192,7 @@ func changed(recorded, now map[string]string) bool {
 // (restartFor not empty), sets the pod-template annotation to the digest of that data:
 // the restart is idempotent, a function of the data. Recording alone changes neither the
 // spec nor the annotations, so the generation stays (a Deployment's annotations count).
-func (r *WorkloadReconciler) patch(ctx context.Context, w client.Object, had, want map[string]string, restartFor string) error {
+func (r *Reconciler) patch(ctx context.Context, w client.Object, had, want map[string]string, restartFor string) error {
 	lbls := map[string]any{}
 	for name := range had {
 		if _, ok := want[name]; !ok {
@@ -212,7 +216,7 @@ func (r *WorkloadReconciler) patch(ctx context.Context, w client.Object, had, wa
 
 // updateBindings keeps each binding's consumer count (and, after a restart, its
 // lastRestartTime) in its status.
-func (r *WorkloadReconciler) updateBindings(ctx context.Context, namespace string, st consumedState, restarted bool) error {
+func (r *Reconciler) updateBindings(ctx context.Context, namespace string, st consumedState, restarted bool) error {
 	for name := range st.bindings {
 		b := &kf.SecretBinding{}
 		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, b); err != nil {
@@ -228,7 +232,7 @@ func (r *WorkloadReconciler) updateBindings(ctx context.Context, namespace strin
 		base := b.DeepCopy()
 		b.Status.Consumers = n
 		if restarted {
-			b.Status.LastRestartTime = timePtr(r.Clock.Now())
+			b.Status.LastRestartTime = common.TimePtr(r.Clock.Now())
 			if r.Recorder != nil {
 				r.Recorder.Eventf(b, nil, corev1.EventTypeNormal, "WorkloadRestarted", "Restart",
 					"restarted %s: data it reads of Secret %s changed", r.Kind, b.GetTargetName())
@@ -245,9 +249,9 @@ func (r *WorkloadReconciler) updateBindings(ctx context.Context, namespace strin
 }
 
 // countConsumers counts the opted-in workloads of every kind in namespace that read secret.
-func (r *WorkloadReconciler) countConsumers(ctx context.Context, namespace, secret string) (int32, error) {
+func (r *Reconciler) countConsumers(ctx context.Context, namespace, secret string) (int32, error) {
 	var n int32
-	for _, kind := range workloadKinds {
+	for _, kind := range Kinds {
 		list := newWorkloadList(kind)
 		if err := r.Client.List(ctx, list, client.InNamespace(namespace)); err != nil {
 			return 0, err
@@ -272,7 +276,7 @@ func eachWorkload(list client.ObjectList, fn func(client.Object)) error {
 	})
 }
 
-func (r *WorkloadReconciler) firstSeen(key types.NamespacedName, now time.Time) time.Time {
+func (r *Reconciler) firstSeen(key types.NamespacedName, now time.Time) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.pending == nil {
@@ -285,7 +289,7 @@ func (r *WorkloadReconciler) firstSeen(key types.NamespacedName, now time.Time) 
 	return now
 }
 
-func (r *WorkloadReconciler) settle(key types.NamespacedName) {
+func (r *Reconciler) settle(key types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.pending, key)
@@ -358,18 +362,18 @@ func joinSorted(m map[string]string) string {
 
 // SetupWithManager registers the reconciler and its watches: the opted-in workloads of
 // its kind, and the managed Secrets they read.
-func (r *WorkloadReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(strings.ToLower(r.Kind)+"-restarts").
 		For(newWorkload(r.Kind)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.secretToWorkloads)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 2, NewQueue: namespaceFairQueue}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2, NewQueue: common.NamespaceFairQueue}).
 		Complete(r)
 }
 
 // secretToWorkloads maps a managed Secret to the opted-in workloads of this kind in its
 // namespace that read it.
-func (r *WorkloadReconciler) secretToWorkloads(ctx context.Context, s client.Object) []ctrl.Request {
+func (r *Reconciler) secretToWorkloads(ctx context.Context, s client.Object) []ctrl.Request {
 	list := newWorkloadList(r.Kind)
 	if err := r.Client.List(ctx, list, client.InNamespace(s.GetNamespace())); err != nil {
 		return nil

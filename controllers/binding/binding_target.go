@@ -1,4 +1,4 @@
-package controllers
+package binding
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+
+	"github.com/keyferry/keyferry/controllers/common"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -63,9 +65,9 @@ func mayWrite(b *kf.SecretBinding, s *corev1.Secret) error {
 	merge := b.GetCreationPolicy() == kf.CreationPolicyMerge
 	switch {
 	case merge && own == ownedByOther:
-		return stalledErr(kf.ReasonTargetConflict, "Secret %s is already written by binding %s", s.Name, s.Annotations[kf.AnnotationBinding])
+		return common.StalledErr(kf.ReasonTargetConflict, "Secret %s is already written by binding %s", s.Name, s.Annotations[kf.AnnotationBinding])
 	case merge && s.Annotations[kf.AnnotationAllowMerge] != "true":
-		return stalledErr(kf.ReasonTargetConflict, "Secret %s does not allow merges; its owner can annotate it %s=\"true\"", s.Name, kf.AnnotationAllowMerge)
+		return common.StalledErr(kf.ReasonTargetConflict, "Secret %s does not allow merges; its owner can annotate it %s=\"true\"", s.Name, kf.AnnotationAllowMerge)
 	case own == ownedByThis, merge:
 		return nil
 	default:
@@ -74,7 +76,7 @@ func mayWrite(b *kf.SecretBinding, s *corev1.Secret) error {
 }
 
 func errNotOurs(name string) error {
-	return stalledErr(kf.ReasonTargetConflict, "Secret %s exists and is not managed by this binding; delete it, pick another target.name, or use creationPolicy Merge", name)
+	return common.StalledErr(kf.ReasonTargetConflict, "Secret %s exists and is not managed by this binding; delete it, pick another target.name, or use creationPolicy Merge", name)
 }
 
 // current returns the target Secret, or nil when the write must create it. Managed
@@ -93,7 +95,7 @@ func (w secretWriter) current(ctx context.Context, b *kf.SecretBinding) (*corev1
 		}
 		err = w.live.Get(ctx, key, s)
 		if apierrors.IsNotFound(err) {
-			return nil, stalledErr(kf.ReasonTargetConflict, "Secret %s does not exist; creationPolicy Merge writes into an existing Secret", key.Name)
+			return nil, common.StalledErr(kf.ReasonTargetConflict, "Secret %s does not exist; creationPolicy Merge writes into an existing Secret", key.Name)
 		}
 	}
 	if err != nil {
@@ -191,7 +193,7 @@ func (w secretWriter) write(ctx context.Context, b *kf.SecretBinding, current *c
 	}
 	if err := w.client.Apply(ctx, ac, opts...); err != nil {
 		if apierrors.IsConflict(err) {
-			return false, stalledErr(kf.ReasonTargetConflict, "Secret %s: %s another field manager holds; keyferry does not take it over", want.Name, conflictFields(err))
+			return false, common.StalledErr(kf.ReasonTargetConflict, "Secret %s: %s another field manager holds; keyferry does not take it over", want.Name, conflictFields(err))
 		}
 		return false, refused(want.Name, err)
 	}
@@ -223,7 +225,7 @@ func conflictFields(err error) string {
 // never echoes values); other errors are returned as they are.
 func refused(name string, err error) error {
 	if apierrors.IsInvalid(err) {
-		return stalledErr(kf.ReasonTargetConflict, "the API server refused Secret %s: %s", name, apiMessage(err))
+		return common.StalledErr(kf.ReasonTargetConflict, "the API server refused Secret %s: %s", name, apiMessage(err))
 	}
 	return err
 }

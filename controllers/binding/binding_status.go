@@ -1,8 +1,10 @@
-package controllers
+package binding
 
 import (
 	"fmt"
 	"time"
+
+	"github.com/keyferry/keyferry/controllers/common"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,7 +53,7 @@ type syncOutcome struct {
 	// fetchedAt is when the data was read from the vault (a shared snapshot may be a
 	// little older than the pass).
 	fetchedAt time.Time
-	err       *conditionError
+	err       *common.ConditionError
 	// spread is a random draw in [0,1) that jitters the schedule.
 	spread float64
 }
@@ -64,7 +66,7 @@ func waitingStatus(prev kf.SecretBindingStatus, o syncOutcome, now time.Time) kf
 		timeout = "requestTimeout " + o.requestTimeout.Duration.String()
 	}
 	st := *prev.DeepCopy()
-	setCondition(&st.Conditions, metav1.Condition{Type: kf.ConditionReconciling, Status: metav1.ConditionTrue,
+	common.SetCondition(&st.Conditions, metav1.Condition{Type: kf.ConditionReconciling, Status: metav1.ConditionTrue,
 		Reason: kf.ReasonProgressing, ObservedGeneration: o.generation,
 		Message: fmt.Sprintf("waiting for the vault's answer since %s (%s)", o.waitingSince.UTC().Format(time.RFC3339), timeout)}, now)
 	return st
@@ -73,7 +75,7 @@ func waitingStatus(prev kf.SecretBindingStatus, o syncOutcome, now time.Time) kf
 // failed returns o with err as its failure when err is about the binding; any other
 // error (API server trouble) is returned for the controller's backoff.
 func (o syncOutcome) failed(err error) (syncOutcome, error) {
-	ce, ok := asConditionError(err)
+	ce, ok := common.AsConditionError(err)
 	if !ok {
 		return o, err
 	}
@@ -108,7 +110,7 @@ func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time
 	if o.err.RetryAt.After(now) {
 		// Nothing succeeds before the provider allows it; a waiting failure needs no more.
 		at := o.err.RetryAt.Add(time.Duration(o.spread * float64(retrySpread)))
-		if o.err.Class == waiting || at.After(retry) {
+		if o.err.Class == common.ClassWaiting || at.After(retry) {
 			return at
 		}
 	}
@@ -130,7 +132,7 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 		return prev
 	}
 	if o.err == nil {
-		old := readyOf(prev.Conditions)
+		old := common.ReadyOf(prev.Conditions)
 		steady := !o.wrote && o.refresh == "" && old != nil && old.Status == metav1.ConditionTrue &&
 			old.Reason == kf.ReasonSynced && prev.ObservedGeneration == o.generation && prev.SyncedKeys == o.keys &&
 			meta.FindStatusCondition(prev.Conditions, kf.ConditionReconciling) == nil
@@ -143,25 +145,25 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 		st.LastHandledRefresh = o.refresh
 	}
 	st.RetryAfter = nil
-	st.NextSyncTime = timePtr(next)
+	st.NextSyncTime = common.TimePtr(next)
 	cond := metav1.Condition{Type: kf.ConditionReady, ObservedGeneration: o.generation}
 	if o.err == nil {
 		cond.Status, cond.Reason = metav1.ConditionTrue, kf.ReasonSynced
 		cond.Message = fmt.Sprintf("%d keys synced", o.keys)
 		st.ObservedGeneration = o.generation
 		st.SyncedKeys = o.keys
-		st.LastSyncTime = timePtr(now)
+		st.LastSyncTime = common.TimePtr(now)
 	} else {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.err.Reason, o.err.Message
-		if o.err.Class == stalled {
+		if o.err.Class == common.ClassStalled {
 			// Only a change can help: this generation has been handled.
 			st.ObservedGeneration = o.generation
 		}
 		if !o.err.RetryAt.IsZero() {
-			st.RetryAfter = timePtr(o.err.RetryAt)
+			st.RetryAfter = common.TimePtr(o.err.RetryAt)
 		}
 	}
-	setCondition(&st.Conditions, cond, now)
-	setProgress(&st.Conditions, cond, o.err != nil && o.err.Class == stalled, now)
+	common.SetCondition(&st.Conditions, cond, now)
+	common.SetProgress(&st.Conditions, cond, o.err != nil && o.err.Class == common.ClassStalled, now)
 	return st
 }

@@ -1,4 +1,7 @@
-package controllers
+// Package binding is the SecretBinding reconciler: it resolves the binding's connection,
+// reads its environment through the connection's client (never waiting for a vault), writes
+// the target Secret and computes status apart from the actions.
+package binding
 
 import (
 	"context"
@@ -7,6 +10,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/keyferry/keyferry/controllers/common"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -27,8 +32,8 @@ import (
 	"github.com/keyferry/keyferry/internal/vault"
 )
 
-// SecretBindingReconciler syncs SecretBindings into Secrets.
-type SecretBindingReconciler struct {
+// Reconciler syncs SecretBindings into Secrets.
+type Reconciler struct {
 	// Client reads keyferry objects and Namespaces from the cache and writes everything.
 	Client client.Client
 	// Secrets reads managed Secrets from the label-selected cache.
@@ -42,7 +47,7 @@ type SecretBindingReconciler struct {
 	HMACKey []byte
 	// Wake asks a connection's reconciler to look again (a 401 or 403 was seen), by kind.
 	Wake map[kf.ConnectionKind]chan<- event.GenericEvent
-	// ClientReady names connections whose client was just built (see ConnectionReconciler).
+	// ClientReady names connections whose client was just built (see connection.Reconciler).
 	ClientReady map[kf.ConnectionKind]<-chan event.GenericEvent
 	Workers     int
 	// Rand draws the schedule's jitter in [0,1); math/rand when nil.
@@ -50,11 +55,11 @@ type SecretBindingReconciler struct {
 
 	target secretWriter
 	memory passMemory
-	waker  waker
+	waker  common.Waker
 }
 
 // Reconcile handles one binding: fetch, run the pass, schedule, write status once.
-func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	b := &kf.SecretBinding{}
 	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -86,7 +91,7 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	logOutcome(ctrl.LoggerFrom(ctx), o, failures, next)
 	recordMetrics(o)
 	st := computeBindingStatus(b.Status, o, next, now)
-	if ready := readyOf(st.Conditions); ready != nil {
+	if ready := common.ReadyOf(st.Conditions); ready != nil {
 		metrics.BindingReason(req.String(), ready.Reason)
 	}
 	if err := r.patchStatus(ctx, b, st); err != nil {
@@ -98,7 +103,7 @@ func (r *SecretBindingReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 // pass runs the steps of one sync. Failures about the binding come back in the outcome;
 // only API server failures are returned.
-func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Time) (syncOutcome, error) {
+func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Time) (syncOutcome, error) {
 	key := client.ObjectKeyFromObject(b)
 	o := syncOutcome{generation: b.Generation, spread: r.draw()}
 	want := vault.Want{MaxAge: b.GetRefreshInterval()}
@@ -159,7 +164,7 @@ func (r *SecretBindingReconciler) pass(ctx context.Context, b *kf.SecretBinding,
 // to this binding, or one at hand in the client; else it starts (or joins) a fetch that
 // wakes the binding when it ends, and returns vault.ErrPending with since when the
 // binding waits for it. No worker waits for a vault.
-func (r *SecretBindingReconciler) fetch(key types.NamespacedName, c *vault.Client, t vault.Target, want vault.Want, now time.Time) (vault.Snapshot, time.Time, error) {
+func (r *Reconciler) fetch(key types.NamespacedName, c *vault.Client, t vault.Target, want vault.Want, now time.Time) (vault.Snapshot, time.Time, error) {
 	tkey := t.Key()
 	if res, ok := r.memory.take(key, c, tkey); ok && !res.SentAt.Before(want.NotBefore) {
 		return res.Snapshot, time.Time{}, res.Err
@@ -168,7 +173,7 @@ func (r *SecretBindingReconciler) fetch(key types.NamespacedName, c *vault.Clien
 	withdraw(key, old)
 	snap, err := c.Start(t, want, key.String(), func(res vault.Result) {
 		if r.memory.deliver(key, c, tkey, res) {
-			r.waker.wake(key)
+			r.waker.Wake(key)
 		}
 	})
 	return snap, since, err
@@ -184,15 +189,15 @@ func withdraw(key types.NamespacedName, a *awaited) {
 // due says whether the vault must be read: a new generation, the planned refresh time, a
 // binding not Ready, or a target Secret that is missing or no longer holds what keyferry
 // wrote (drift).
-func (r *SecretBindingReconciler) due(b *kf.SecretBinding, current *corev1.Secret, now time.Time) bool {
+func (r *Reconciler) due(b *kf.SecretBinding, current *corev1.Secret, now time.Time) bool {
 	st := b.Status
 	if st.ObservedGeneration != b.Generation || st.NextSyncTime == nil || !now.Before(st.NextSyncTime.Time) {
 		return true
 	}
-	return !isReady(st.Conditions) || current == nil || drifted(current)
+	return !common.IsReady(st.Conditions) || current == nil || drifted(current)
 }
 
-func (r *SecretBindingReconciler) draw() float64 {
+func (r *Reconciler) draw() float64 {
 	if r.Rand != nil {
 		return r.Rand()
 	}
@@ -201,7 +206,7 @@ func (r *SecretBindingReconciler) draw() float64 {
 
 // patchStatus writes next when it differs from the stored status, with an Event when
 // Ready changes.
-func (r *SecretBindingReconciler) patchStatus(ctx context.Context, b *kf.SecretBinding, next kf.SecretBindingStatus) error {
+func (r *Reconciler) patchStatus(ctx context.Context, b *kf.SecretBinding, next kf.SecretBindingStatus) error {
 	if equality.Semantic.DeepEqual(b.Status, next) {
 		return nil
 	}
@@ -214,7 +219,7 @@ func (r *SecretBindingReconciler) patchStatus(ctx context.Context, b *kf.SecretB
 	if err := r.Client.Status().Patch(ctx, b, patch); err != nil {
 		return err
 	}
-	recordTransition(r.Recorder, b, readyOf(prev.Conditions), readyOf(next.Conditions))
+	common.RecordTransition(r.Recorder, b, common.ReadyOf(prev.Conditions), common.ReadyOf(next.Conditions))
 	return nil
 }
 
@@ -266,7 +271,7 @@ func logOutcome(log logr.Logger, o syncOutcome, failures int, next time.Time) {
 		log.Info("Secret unchanged", "keys", o.keys, "nextSync", next)
 	case o.err.Reason == kf.ReasonConnectionNotReady:
 		log.Info("waiting for the connection", "message", o.err.Message, "retry", next)
-	case o.err.Class == waiting:
+	case o.err.Class == common.ClassWaiting:
 		log.Info("paused", "reason", o.err.Reason, "until", o.err.RetryAt, "message", o.err.Message, "retry", next)
 	default:
 		log.Info("sync failed", "reason", o.err.Reason, "class", o.err.Class.String(), "failures", failures,

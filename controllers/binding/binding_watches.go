@@ -1,7 +1,9 @@
-package controllers
+package binding
 
 import (
 	"context"
+
+	"github.com/keyferry/keyferry/controllers/common"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -23,7 +25,7 @@ func connectionRefKey(kind kf.ConnectionKind, name string) string { return strin
 
 // SetupWithManager registers the reconciler, its index and its watches: bindings, the
 // managed Secrets (drift), and connections whose readiness changes.
-func (r *SecretBindingReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.target = secretWriter{client: r.Client, cache: r.Secrets, live: r.APIReader, hmacKey: r.HMACKey}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kf.SecretBinding{}, connectionRefIndex,
 		func(o client.Object) []string {
@@ -35,13 +37,13 @@ func (r *SecretBindingReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("secretbinding").
 		For(&kf.SecretBinding{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, common.DeletionPredicate()))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToBinding)).
-		WatchesRawSource(r.waker.source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: namespaceFairQueue})
+		WatchesRawSource(r.waker.Source()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: common.NamespaceFairQueue})
 	for _, kind := range []kf.ConnectionKind{kf.ConnectionKindNamespaced, kf.ConnectionKindCluster} {
 		b = b.Watches(kf.NewConnection(kind, "", ""), handler.EnqueueRequestsFromMapFunc(r.connectionToBindings(kind)),
-			builder.WithPredicates(readinessChanged()))
+			builder.WithPredicates(common.ReadinessChanged()))
 		if ch := r.ClientReady[kind]; ch != nil {
 			b = b.WatchesRawSource(source.Channel(ch, handler.EnqueueRequestsFromMapFunc(r.connectionToBindings(kind))))
 		}
@@ -62,7 +64,7 @@ func secretToBinding(_ context.Context, o client.Object) []ctrl.Request {
 }
 
 // connectionToBindings maps a connection to the bindings that use it (through the index).
-func (r *SecretBindingReconciler) connectionToBindings(kind kf.ConnectionKind) handler.MapFunc {
+func (r *Reconciler) connectionToBindings(kind kf.ConnectionKind) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []ctrl.Request {
 		list := &kf.SecretBindingList{}
 		opts := []client.ListOption{client.MatchingFields{connectionRefIndex: connectionRefKey(kind, o.GetName())}}

@@ -1,6 +1,7 @@
-package controllers
+package common
 
 import (
+	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -49,8 +50,8 @@ var keyferryOwnReasons = []string{kf.ReasonSynced, kf.ReasonAuthenticated, kf.Re
 	kf.ReasonCredentialsNotFound, kf.ReasonConnectionNotReady, kf.ReasonTargetConflict, kf.ReasonTooLarge}
 
 func TestEveryReasonIsMappedOnBothSides(t *testing.T) {
-	vaultConsts := reasonConstants(t, filepath.Join("..", "internal", "vault", "errors.go"))
-	condConsts := reasonConstants(t, filepath.Join("..", "api", "v1alpha1", "conditions.go"))
+	vaultConsts := reasonConstants(t, filepath.Join("..", "..", "internal", "vault", "errors.go"))
+	condConsts := reasonConstants(t, filepath.Join("..", "..", "api", "v1alpha1", "conditions.go"))
 	if len(vaultConsts) == 0 || len(condConsts) == 0 {
 		t.Fatal("no reason constants found: did the files move?")
 	}
@@ -61,12 +62,12 @@ func TestEveryReasonIsMappedOnBothSides(t *testing.T) {
 		if !slices.Contains(listed, r) {
 			t.Errorf("vault.%s is missing from vault.Reasons()", name)
 		}
-		m, ok := vaultReasons[r]
+		m, ok := VaultReasons[r]
 		if !ok {
-			t.Errorf("vault.%s (%q) has no entry in vaultReasons", name, v)
+			t.Errorf("vault.%s (%q) has no entry in VaultReasons", name, v)
 			continue
 		}
-		mappedTo[m.reason] = true
+		mappedTo[m.Reason] = true
 	}
 	if len(listed) != len(vaultConsts) {
 		t.Errorf("vault.Reasons() lists %d reasons, errors.go declares %d", len(listed), len(vaultConsts))
@@ -75,14 +76,14 @@ func TestEveryReasonIsMappedOnBothSides(t *testing.T) {
 	for _, v := range condConsts {
 		condValues[v] = true
 	}
-	for r, m := range vaultReasons {
-		if !condValues[m.reason] {
-			t.Errorf("vaultReasons maps %q to %q, which api/v1alpha1 does not declare", r, m.reason)
+	for r, m := range VaultReasons {
+		if !condValues[m.Reason] {
+			t.Errorf("VaultReasons maps %q to %q, which api/v1alpha1 does not declare", r, m.Reason)
 		}
 	}
 	for name, v := range condConsts {
 		if !mappedTo[v] && !slices.Contains(keyferryOwnReasons, v) {
-			t.Errorf("kf.%s (%q) is neither a provider reason in vaultReasons nor one of keyferry's own", name, v)
+			t.Errorf("kf.%s (%q) is neither a provider reason in VaultReasons nor one of keyferry's own", name, v)
 		}
 	}
 }
@@ -92,23 +93,23 @@ func TestVaultErrorsBecomeConditionErrors(t *testing.T) {
 	for _, tc := range []struct {
 		in     *vault.Error
 		reason string
-		class  errorClass
+		class  ErrorClass
 	}{
-		{&vault.Error{Reason: vault.ReasonUnauthorized, Op: "pull", StatusCode: 401}, kf.ReasonUnauthorized, stalled},
-		{&vault.Error{Reason: vault.ReasonForbidden, Op: "pull", StatusCode: 403}, kf.ReasonForbidden, stalled},
-		{&vault.Error{Reason: vault.ReasonInvalidConfig, Op: "configure"}, kf.ReasonInvalidSpec, stalled},
-		{&vault.Error{Reason: vault.ReasonRateLimited, Op: "pull", StatusCode: 429, RetryAt: at}, kf.ReasonRateLimited, waiting},
-		{&vault.Error{Reason: vault.ReasonProviderUnavailable, Op: "pull", StatusCode: 502}, kf.ReasonProviderUnavailable, transient},
+		{&vault.Error{Reason: vault.ReasonUnauthorized, Op: "pull", StatusCode: 401}, kf.ReasonUnauthorized, ClassStalled},
+		{&vault.Error{Reason: vault.ReasonForbidden, Op: "pull", StatusCode: 403}, kf.ReasonForbidden, ClassStalled},
+		{&vault.Error{Reason: vault.ReasonInvalidConfig, Op: "configure"}, kf.ReasonInvalidSpec, ClassStalled},
+		{&vault.Error{Reason: vault.ReasonRateLimited, Op: "pull", StatusCode: 429, RetryAt: at}, kf.ReasonRateLimited, ClassWaiting},
+		{&vault.Error{Reason: vault.ReasonProviderUnavailable, Op: "pull", StatusCode: 502}, kf.ReasonProviderUnavailable, ClassTransient},
 		{&vault.Error{Reason: vault.ReasonProviderUnavailable, Op: "pull", StatusCode: 503, RetryAt: at, RetryAfter: 30 * time.Second},
-			kf.ReasonProviderUnavailable, waiting},
-		{&vault.Error{Reason: vault.ReasonInvalidResponse, Op: "pull", StatusCode: 200}, kf.ReasonInvalidResponse, transient},
+			kf.ReasonProviderUnavailable, ClassWaiting},
+		{&vault.Error{Reason: vault.ReasonInvalidResponse, Op: "pull", StatusCode: 200}, kf.ReasonInvalidResponse, ClassTransient},
 	} {
-		ce, ok := asConditionError(tc.in)
+		ce, ok := AsConditionError(tc.in)
 		if !ok || ce.Reason != tc.reason || ce.Class != tc.class || !ce.RetryAt.Equal(tc.in.RetryAt) || ce.Message != tc.in.Error() {
 			t.Errorf("%v -> %+v, want %s/%s", tc.in, ce, tc.reason, tc.class)
 		}
 	}
-	if _, ok := asConditionError(errClientPending); ok {
+	if _, ok := AsConditionError(errors.New("connection client pending")); ok {
 		t.Error("an error not about the object must not become a condition")
 	}
 }

@@ -1,10 +1,12 @@
-package controllers
+package binding
 
 import (
 	"context"
 	"errors"
 	"path"
 	"strings"
+
+	"github.com/keyferry/keyferry/controllers/common"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,13 +33,13 @@ type resolvedConnection struct {
 }
 
 // connectionClient resolves the binding's connection and returns its provider client.
-func (r *SecretBindingReconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) (*vault.Client, resolvedConnection, error) {
+func (r *Reconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) (*vault.Client, resolvedConnection, error) {
 	ref := b.Spec.ConnectionRef
 	kind := ref.GetKind()
 	conn := kf.NewConnection(kind, b.Namespace, ref.Name)
 	rc := resolvedConnection{conn: conn}
 	notReady := func(format string, args ...any) (*vault.Client, resolvedConnection, error) {
-		return nil, rc, transientErr(kf.ReasonConnectionNotReady, format, args...)
+		return nil, rc, common.TransientErr(kf.ReasonConnectionNotReady, format, args...)
 	}
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(conn), conn); err != nil {
 		switch {
@@ -55,21 +57,21 @@ func (r *SecretBindingReconciler) connectionClient(ctx context.Context, b *kf.Se
 			return nil, rc, err
 		}
 		if !allowed {
-			return nil, rc, stalledErr(kf.ReasonNotAllowed, "%s %s does not allow namespace %s (namespaceSelector)", kind, ref.Name, b.Namespace)
+			return nil, rc, common.StalledErr(kf.ReasonNotAllowed, "%s %s does not allow namespace %s (namespaceSelector)", kind, ref.Name, b.Namespace)
 		}
 	}
 	if !conn.GetDeletionTimestamp().IsZero() {
 		return notReady("%s %s is being deleted", kind, ref.Name)
 	}
 	conds := conn.ConnectionStatus().Conditions
-	rc.ready = isReady(conds)
-	if ready := readyOf(conds); ready != nil {
+	rc.ready = common.IsReady(conds)
+	if ready := common.ReadyOf(conds); ready != nil {
 		switch ready.Reason {
 		case kf.ReasonCredentialsNotFound, kf.ReasonInvalidSpec:
 			return notReady("%s %s: %s: %s", kind, ref.Name, ready.Reason, ready.Message)
 		}
 	}
-	c, ok := r.Registry.Get(connectionIDOf(conn))
+	c, ok := r.Registry.Get(common.ConnectionIDOf(conn))
 	if !ok {
 		return nil, rc, errClientPending
 	}
@@ -78,7 +80,7 @@ func (r *SecretBindingReconciler) connectionClient(ctx context.Context, b *kf.Se
 
 // namespaceAllowed says whether a ClusterVaultConnection lends itself to namespace. No
 // selector, or one that does not parse, allows none.
-func (r *SecretBindingReconciler) namespaceAllowed(ctx context.Context, cvc *kf.ClusterVaultConnection, namespace string) (bool, error) {
+func (r *Reconciler) namespaceAllowed(ctx context.Context, cvc *kf.ClusterVaultConnection, namespace string) (bool, error) {
 	if cvc.Spec.NamespaceSelector == nil {
 		return false, nil
 	}
@@ -95,7 +97,7 @@ func (r *SecretBindingReconciler) namespaceAllowed(ctx context.Context, cvc *kf.
 
 // wakeConnection asks the connection's reconciler to look again now (a 401 or 403 was
 // seen, or it does not know yet that its credentials work).
-func (r *SecretBindingReconciler) wakeConnection(rc resolvedConnection) {
+func (r *Reconciler) wakeConnection(rc resolvedConnection) {
 	ch := r.Wake[rc.conn.ConnectionKind()]
 	if ch == nil {
 		return
@@ -117,11 +119,11 @@ func lentTarget(conn kf.Connection, b *kf.SecretBinding) (vault.Target, error) {
 		lend := cvc.Spec
 		switch {
 		case !globsAllow(lend.AllowedVaults, b.Spec.Vault, b.Namespace):
-			return vault.Target{}, stalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend vault %q to namespace %s (allowedVaults)", cvc.Name, b.Spec.Vault, b.Namespace)
+			return vault.Target{}, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend vault %q to namespace %s (allowedVaults)", cvc.Name, b.Spec.Vault, b.Namespace)
 		case !globsAllow(lend.AllowedEnvironments, b.Spec.Environment, b.Namespace):
-			return vault.Target{}, stalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend environment %q to namespace %s (allowedEnvironments)", cvc.Name, b.Spec.Environment, b.Namespace)
+			return vault.Target{}, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend environment %q to namespace %s (allowedEnvironments)", cvc.Name, b.Spec.Environment, b.Namespace)
 		case rq != nil && !lend.AllowBindingRequest:
-			return vault.Target{}, stalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not let bindings set their own request (allowBindingRequest); remove spec.request to use the connection's", cvc.Name)
+			return vault.Target{}, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not let bindings set their own request (allowBindingRequest); remove spec.request to use the connection's", cvc.Name)
 		}
 	}
 	if rq == nil {

@@ -1,10 +1,15 @@
-package controllers
+// Package connection is the reconciler of both connection kinds (VaultConnection and
+// ClusterVaultConnection): credentials, the provider client in the registry, the session,
+// and status.
+package connection
 
 import (
 	"context"
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/keyferry/keyferry/controllers/common"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -27,11 +32,11 @@ import (
 	"github.com/keyferry/keyferry/internal/vault"
 )
 
-// ConnectionReconciler reconciles the connections of one Kind (VaultConnection or
+// Reconciler reconciles the connections of one Kind (VaultConnection or
 // ClusterVaultConnection): it resolves credentials, keeps the connection's provider client
 // in the registry, keeps its session alive where it logs in, and reports what it knows in
 // status.
-type ConnectionReconciler struct {
+type Reconciler struct {
 	Client client.Client
 	// Credentials reads the Secrets labelled keyferry.dev/credentials=true.
 	Credentials client.Reader
@@ -47,8 +52,8 @@ type ConnectionReconciler struct {
 	// Workers is the number of concurrent reconciles.
 	Workers int
 
-	// credentialsCache is watched so that a changed credential wakes its connections.
-	credentialsCache cache.Cache
+	// CredentialsCache is watched so that a changed credential wakes its connections.
+	CredentialsCache cache.Cache
 	// ClientReady receives a connection whose provider client this process has just
 	// built: its bindings waiting for it (pending passes) go on at once, not after a retry.
 	ClientReady chan<- event.GenericEvent
@@ -56,12 +61,12 @@ type ConnectionReconciler struct {
 	// on a shard other than 0: every shard has its own session, shard 0 reports).
 	ReportOnly bool
 
-	waker waker
+	waker common.Waker
 }
 
 // Reconcile handles one connection.
-func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
-	id := connectionID(r.Kind, req.Namespace, req.Name)
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
+	id := common.ConnectionID(r.Kind, req.Namespace, req.Name)
 	conn := kf.NewConnection(r.Kind, req.Namespace, req.Name)
 	if err := r.Client.Get(ctx, req.NamespacedName, conn); err != nil {
 		if client.IgnoreNotFound(err) == nil {
@@ -103,7 +108,7 @@ func (r *ConnectionReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 // observe resolves credentials, gets the client and logs in where the auth needs it.
 // Errors about the connection come back inside the observation; only API server failures
 // are returned.
-func (r *ConnectionReconciler) observe(ctx context.Context, conn kf.Connection, id string) (connectionObservation, error) {
+func (r *Reconciler) observe(ctx context.Context, conn kf.Connection, id string) (connectionObservation, error) {
 	obs := connectionObservation{generation: conn.GetGeneration(), now: r.Clock.Now(), login: conn.ConnectionSpec().Auth.Login != nil}
 	cfg, err := vaultConfig(ctx, r.Credentials, conn.ConnectionSpec(), conn.SecretNamespace)
 	var c *vault.Client
@@ -113,13 +118,13 @@ func (r *ConnectionReconciler) observe(ctx context.Context, conn kf.Connection, 
 	if err == nil && obs.login {
 		// The login runs in the background; the connection is woken when it ends.
 		key := client.ObjectKeyFromObject(conn)
-		obs.token, err = c.StartAuthenticate(func() { r.waker.wake(key) })
+		obs.token, err = c.StartAuthenticate(func() { r.waker.Wake(key) })
 		if errors.Is(err, vault.ErrPending) {
 			obs.loggingIn, err = true, nil
 		}
 	}
 	if err != nil {
-		ce, ok := asConditionError(err)
+		ce, ok := common.AsConditionError(err)
 		if !ok {
 			return obs, err
 		}
@@ -133,7 +138,7 @@ func (r *ConnectionReconciler) observe(ctx context.Context, conn kf.Connection, 
 
 // requeueAfter is the credentials poll interval, or sooner the end of a provider pause
 // or the moment a refreshable session is due for renewal (so it never lapses).
-func (r *ConnectionReconciler) requeueAfter(obs connectionObservation) time.Duration {
+func (r *Reconciler) requeueAfter(obs connectionObservation) time.Duration {
 	d := r.PollInterval
 	if obs.pause != nil {
 		if until := obs.pause.RetryAt.Sub(obs.now); until > 0 && until < d {
@@ -146,7 +151,7 @@ func (r *ConnectionReconciler) requeueAfter(obs connectionObservation) time.Dura
 	return d
 }
 
-func (r *ConnectionReconciler) patchStatus(ctx context.Context, conn kf.Connection, prev, next kf.VaultConnectionStatus) error {
+func (r *Reconciler) patchStatus(ctx context.Context, conn kf.Connection, prev, next kf.VaultConnectionStatus) error {
 	if r.ReportOnly || equality.Semantic.DeepEqual(prev, next) {
 		return nil
 	}
@@ -155,13 +160,13 @@ func (r *ConnectionReconciler) patchStatus(ctx context.Context, conn kf.Connecti
 	if err := r.Client.Status().Patch(ctx, conn, client.MergeFrom(base)); err != nil {
 		return err
 	}
-	recordTransition(r.Recorder, conn, readyOf(prev.Conditions), readyOf(next.Conditions))
+	common.RecordTransition(r.Recorder, conn, common.ReadyOf(prev.Conditions), common.ReadyOf(next.Conditions))
 	return nil
 }
 
 // finalize signs the session out and lets the connection go. Bindings using it become
 // ConnectionNotReady; their Secrets stay.
-func (r *ConnectionReconciler) finalize(ctx context.Context, conn kf.Connection, id string) error {
+func (r *Reconciler) finalize(ctx context.Context, conn kf.Connection, id string) error {
 	r.Registry.Remove(id)
 	if !controllerutil.ContainsFinalizer(conn, kf.FinalizerSignout) {
 		return nil
@@ -172,21 +177,21 @@ func (r *ConnectionReconciler) finalize(ctx context.Context, conn kf.Connection,
 }
 
 // SetupWithManager registers the reconciler.
-func (r *ConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	obj := kf.NewConnection(r.Kind, "", "")
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(strings.ToLower(string(r.Kind))).
-		For(obj, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate()))).
-		WatchesRawSource(r.waker.source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: namespaceFairQueue})
+		For(obj, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, common.DeletionPredicate()))).
+		WatchesRawSource(r.waker.Source()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: common.NamespaceFairQueue})
 	if r.Wake != nil {
 		b = b.WatchesRawSource(source.Channel(r.Wake, &handler.EnqueueRequestForObject{}))
 	}
-	if r.credentialsCache != nil {
+	if r.CredentialsCache != nil {
 		if err := mgr.GetFieldIndexer().IndexField(context.Background(), obj, credentialsIndex, credentialKeys); err != nil {
 			return err
 		}
-		b = b.WatchesRawSource(source.Kind(r.credentialsCache, client.Object(&corev1.Secret{}),
+		b = b.WatchesRawSource(source.Kind(r.CredentialsCache, client.Object(&corev1.Secret{}),
 			handler.EnqueueRequestsFromMapFunc(r.secretToConnections)))
 	}
 	return b.Complete(r)
@@ -194,7 +199,7 @@ func (r *ConnectionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // secretToConnections maps a credentials Secret to the connections of this kind that
 // read it.
-func (r *ConnectionReconciler) secretToConnections(ctx context.Context, s client.Object) []ctrl.Request {
+func (r *Reconciler) secretToConnections(ctx context.Context, s client.Object) []ctrl.Request {
 	list := kf.NewConnectionList(r.Kind).(client.ObjectList)
 	if err := r.Client.List(ctx, list, client.MatchingFields{credentialsIndex: s.GetNamespace() + "/" + s.GetName()}); err != nil {
 		return nil

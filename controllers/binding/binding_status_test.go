@@ -1,11 +1,12 @@
-package controllers
+package binding
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
+	"github.com/keyferry/keyferry/controllers/common"
+
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,11 +19,11 @@ var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 
 func TestNextSync(t *testing.T) {
 	const interval = time.Hour
-	unavailable := transientErr(kf.ReasonProviderUnavailable, "pull: HTTP 502")
-	limited := &conditionError{Reason: kf.ReasonRateLimited, Class: waiting, RetryAt: t0.Add(90 * time.Second)}
-	down := &conditionError{Reason: kf.ReasonProviderUnavailable, Class: waiting, RetryAt: t0.Add(30 * time.Second)}
-	unauthorizedSoon := &conditionError{Reason: kf.ReasonUnauthorized, Class: stalled, RetryAt: t0.Add(time.Second)}
-	unauthorizedLate := &conditionError{Reason: kf.ReasonUnauthorized, Class: stalled, RetryAt: t0.Add(time.Minute)}
+	unavailable := common.TransientErr(kf.ReasonProviderUnavailable, "pull: HTTP 502")
+	limited := &common.ConditionError{Reason: kf.ReasonRateLimited, Class: common.ClassWaiting, RetryAt: t0.Add(90 * time.Second)}
+	down := &common.ConditionError{Reason: kf.ReasonProviderUnavailable, Class: common.ClassWaiting, RetryAt: t0.Add(30 * time.Second)}
+	unauthorizedSoon := &common.ConditionError{Reason: kf.ReasonUnauthorized, Class: common.ClassStalled, RetryAt: t0.Add(time.Second)}
+	unauthorizedLate := &common.ConditionError{Reason: kf.ReasonUnauthorized, Class: common.ClassStalled, RetryAt: t0.Add(time.Minute)}
 	for _, tc := range []struct {
 		name     string
 		outcome  syncOutcome
@@ -58,7 +59,7 @@ func TestNextSync(t *testing.T) {
 func synced(gen int64, keys int32, since time.Time) kf.SecretBindingStatus {
 	return kf.SecretBindingStatus{
 		ObservedGeneration: gen, SyncedKeys: keys,
-		LastSyncTime: timePtr(since), NextSyncTime: timePtr(since.Add(time.Hour)),
+		LastSyncTime: common.TimePtr(since), NextSyncTime: common.TimePtr(since.Add(time.Hour)),
 		Conditions: []metav1.Condition{{Type: kf.ConditionReady, Status: metav1.ConditionTrue, Reason: kf.ReasonSynced,
 			Message: "3 keys synced", ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(since)}},
 	}
@@ -80,7 +81,7 @@ func TestComputeBindingStatus(t *testing.T) {
 		}
 		st.Conditions = append(ready(metav1.ConditionFalse, reason, msg, 2, t0), metav1.Condition{Type: progress,
 			Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: 2, LastTransitionTime: metav1.NewTime(t0)})
-		st.NextSyncTime = timePtr(next)
+		st.NextSyncTime = common.TimePtr(next)
 		st.RetryAfter = retry
 		return st
 	}
@@ -95,23 +96,23 @@ func TestComputeBindingStatus(t *testing.T) {
 		{"client pending later: unchanged", synced(1, 3, earlier), syncOutcome{pending: true, generation: 1}, synced(1, 3, earlier)},
 		{"steady refresh: unchanged (no write)", synced(1, 3, earlier), syncOutcome{generation: 1, keys: 3}, synced(1, 3, earlier)},
 		{"first sync", kf.SecretBindingStatus{}, syncOutcome{generation: 1, keys: 3, wrote: true}, kf.SecretBindingStatus{
-			ObservedGeneration: 1, SyncedKeys: 3, LastSyncTime: timePtr(t0), NextSyncTime: timePtr(next),
+			ObservedGeneration: 1, SyncedKeys: 3, LastSyncTime: common.TimePtr(t0), NextSyncTime: common.TimePtr(next),
 			Conditions: ready(metav1.ConditionTrue, kf.ReasonSynced, "3 keys synced", 1, t0)}},
 		{"new data keeps the transition time", synced(1, 3, earlier), syncOutcome{generation: 1, keys: 4, wrote: true}, kf.SecretBindingStatus{
-			ObservedGeneration: 1, SyncedKeys: 4, LastSyncTime: timePtr(t0), NextSyncTime: timePtr(next),
+			ObservedGeneration: 1, SyncedKeys: 4, LastSyncTime: common.TimePtr(t0), NextSyncTime: common.TimePtr(next),
 			Conditions: ready(metav1.ConditionTrue, kf.ReasonSynced, "4 keys synced", 1, earlier)}},
 		{"refresh annotation is echoed even when nothing changed", synced(1, 3, earlier), syncOutcome{generation: 1, keys: 3, refresh: "r1"}, kf.SecretBindingStatus{
-			ObservedGeneration: 1, SyncedKeys: 3, LastSyncTime: timePtr(t0), NextSyncTime: timePtr(next), LastHandledRefresh: "r1",
+			ObservedGeneration: 1, SyncedKeys: 3, LastSyncTime: common.TimePtr(t0), NextSyncTime: common.TimePtr(next), LastHandledRefresh: "r1",
 			Conditions: ready(metav1.ConditionTrue, kf.ReasonSynced, "3 keys synced", 1, earlier)}},
 		{"stalled failure handles the generation, keeps the last sync", synced(1, 3, earlier),
-			syncOutcome{generation: 2, err: stalledErr(kf.ReasonForbidden, "pull: HTTP 403: no access")},
+			syncOutcome{generation: 2, err: common.StalledErr(kf.ReasonForbidden, "pull: HTTP 403: no access")},
 			failedFrom(synced(1, 3, earlier), 2, kf.ReasonForbidden, "pull: HTTP 403: no access", nil)},
 		{"transient failure leaves the generation unhandled", synced(1, 3, earlier),
-			syncOutcome{generation: 2, err: transientErr(kf.ReasonProviderUnavailable, "pull: HTTP 502")},
+			syncOutcome{generation: 2, err: common.TransientErr(kf.ReasonProviderUnavailable, "pull: HTTP 502")},
 			failedFrom(synced(1, 3, earlier), 1, kf.ReasonProviderUnavailable, "pull: HTTP 502", nil)},
 		{"waiting failure shows retryAfter", synced(1, 3, earlier),
-			syncOutcome{generation: 2, err: &conditionError{Reason: kf.ReasonRateLimited, Class: waiting, Message: "pull: HTTP 429", RetryAt: t0.Add(time.Minute)}},
-			failedFrom(synced(1, 3, earlier), 1, kf.ReasonRateLimited, "pull: HTTP 429", timePtr(t0.Add(time.Minute)))},
+			syncOutcome{generation: 2, err: &common.ConditionError{Reason: kf.ReasonRateLimited, Class: common.ClassWaiting, Message: "pull: HTTP 429", RetryAt: t0.Add(time.Minute)}},
+			failedFrom(synced(1, 3, earlier), 1, kf.ReasonRateLimited, "pull: HTTP 429", common.TimePtr(t0.Add(time.Minute)))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := computeBindingStatus(tc.prev, tc.outcome, next, t0)
@@ -121,72 +122,17 @@ func TestComputeBindingStatus(t *testing.T) {
 		})
 	}
 	// A success after a failure clears retryAfter and flips Ready with a new transition time.
-	prev := failedFrom(synced(1, 3, earlier), 1, kf.ReasonRateLimited, "pull: HTTP 429", timePtr(t0))
+	prev := failedFrom(synced(1, 3, earlier), 1, kf.ReasonRateLimited, "pull: HTTP 429", common.TimePtr(t0))
 	got := computeBindingStatus(prev, syncOutcome{generation: 1, keys: 3}, next, t0.Add(time.Minute))
-	if got.RetryAfter != nil || !isReady(got.Conditions) || !readyOf(got.Conditions).LastTransitionTime.Equal(timePtr(t0.Add(time.Minute))) {
+	if got.RetryAfter != nil || !common.IsReady(got.Conditions) || !common.ReadyOf(got.Conditions).LastTransitionTime.Equal(common.TimePtr(t0.Add(time.Minute))) {
 		t.Errorf("recovery: %+v", got)
-	}
-}
-
-func TestSetProgressFollowsReady(t *testing.T) {
-	var conds []metav1.Condition
-	failed := metav1.Condition{Type: kf.ConditionReady, Status: metav1.ConditionFalse, Reason: kf.ReasonForbidden, Message: "m"}
-	setProgress(&conds, failed, true, t0)
-	if c := meta.FindStatusCondition(conds, kf.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue || c.Reason != kf.ReasonForbidden {
-		t.Fatalf("stalled: %+v", conds)
-	}
-	setProgress(&conds, metav1.Condition{Type: kf.ConditionReady, Status: metav1.ConditionFalse, Reason: kf.ReasonRateLimited}, false, t0)
-	if meta.FindStatusCondition(conds, kf.ConditionStalled) != nil || !meta.IsStatusConditionTrue(conds, kf.ConditionReconciling) {
-		t.Fatalf("waiting: %+v", conds)
-	}
-	setProgress(&conds, metav1.Condition{Type: kf.ConditionReady, Status: metav1.ConditionTrue, Reason: kf.ReasonSynced}, false, t0)
-	if len(conds) != 0 {
-		t.Fatalf("ready: %+v, want neither Reconciling nor Stalled", conds)
-	}
-}
-
-func TestRestartDecision(t *testing.T) {
-	for _, tc := range []struct {
-		name           string
-		recorded, seen map[string]string
-		want           bool
-	}{
-		{"nothing recorded yet (first sight)", map[string]string{}, map[string]string{"a": "1"}, false},
-		{"same data", map[string]string{"a": "1"}, map[string]string{"a": "1"}, false},
-		{"a new Secret appears (a new binding's first sync)", map[string]string{"a": "1"}, map[string]string{"a": "1", "b": "2"}, false},
-		{"a Secret it read changed", map[string]string{"a": "1", "b": "2"}, map[string]string{"a": "1", "b": "3"}, true},
-		{"a Secret is no longer read", map[string]string{"a": "1", "b": "2"}, map[string]string{"a": "1"}, false},
-	} {
-		if got := changed(tc.recorded, tc.seen); got != tc.want {
-			t.Errorf("%s: changed = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-	if got := decodeConsumed("v2;a=1,b=2"); len(got) != 2 || got["a"] != "1" || got["b"] != "2" {
-		t.Errorf("decode: %v", got)
-	}
-	if len(decodeConsumed("a=1")) != 0 {
-		t.Error("digests of an older scheme must read as not recorded (re-recorded, no restart)")
-	}
-	if len(decodeConsumed("")) != 0 {
-		t.Error("an empty annotation decodes to something")
-	}
-	long := strings.Repeat("s", 64)
-	if consumedLabelName("payments-env") != "payments-env" || len(consumedLabelName(long)) > 63 || consumedLabelName(long) == consumedLabelName(long+"x") {
-		t.Error("label names: a short Secret name is kept, a long one hashed apart")
-	}
-	w := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{
-		Labels:      map[string]string{kf.LabelPrefixConsumed + "a": "3", "app": "x"},
-		Annotations: map[string]string{kf.AnnotationConsumed: "v2;a=1,b=2"}}}
-	labelled, recorded := recordedConsumption(w)
-	if len(labelled) != 1 || labelled["a"] != "3" || recorded["a"] != "3" || recorded["b"] != "2" {
-		t.Errorf("recorded: labels %v, with the older annotation %v", labelled, recorded)
 	}
 }
 
 func TestPassMemory(t *testing.T) {
 	var m passMemory
 	key := types.NamespacedName{Namespace: "ns", Name: "b"}
-	failed := syncOutcome{err: transientErr(kf.ReasonProviderUnavailable, "down")}
+	failed := syncOutcome{err: common.TransientErr(kf.ReasonProviderUnavailable, "down")}
 	if m.observe(key, failed) != 1 || m.observe(key, failed) != 2 || m.observe(key, syncOutcome{skipped: true}) != 2 {
 		t.Fatal("failures are not counted")
 	}
@@ -228,7 +174,7 @@ func TestWaitingForASlowAnswer(t *testing.T) {
 		!strings.Contains(rc.Message, "requestTimeout 5m0s") {
 		t.Fatalf("slow answer: Reconciling %+v", rc)
 	}
-	if r := readyOf(got.Conditions); r == nil || r.Status != metav1.ConditionTrue {
+	if r := common.ReadyOf(got.Conditions); r == nil || r.Status != metav1.ConditionTrue {
 		t.Fatal("waiting changed Ready: the last good Secret still stands")
 	}
 	if again := computeBindingStatus(got, slow, t0.Add(time.Hour), t0.Add(time.Minute)); !equality.Semantic.DeepEqual(again, got) {
@@ -239,7 +185,7 @@ func TestWaitingForASlowAnswer(t *testing.T) {
 	}
 	// The answer arrives, unchanged data: Reconciling goes.
 	done := computeBindingStatus(got, syncOutcome{generation: 3, keys: 2, fetchedAt: t0}, t0.Add(time.Hour), t0)
-	if meta.FindStatusCondition(done.Conditions, kf.ConditionReconciling) != nil || !isReady(done.Conditions) {
+	if meta.FindStatusCondition(done.Conditions, kf.ConditionReconciling) != nil || !common.IsReady(done.Conditions) {
 		t.Fatalf("after the answer: %+v", done.Conditions)
 	}
 }
