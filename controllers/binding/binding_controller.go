@@ -244,7 +244,7 @@ func statusPatch(prev, next kf.SecretBindingStatus) (client.Patch, error) {
 
 func recordMetrics(o syncOutcome) {
 	switch {
-	case o.skipped || o.pending || o.fetching:
+	case !o.acted():
 	case o.err != nil:
 		metrics.Sync(o.err.Reason)
 	default:

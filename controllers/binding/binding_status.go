@@ -72,6 +72,10 @@ func waitingStatus(prev kf.SecretBindingStatus, o syncOutcome, now time.Time) kf
 	return st
 }
 
+// acted says the pass reached an outcome: not skipped as not due, not waiting for the
+// connection's client or for the vault's answer.
+func (o syncOutcome) acted() bool { return !o.skipped && !o.pending && !o.fetching }
+
 // failed returns o with err as its failure when err is about the binding; any other
 // error (API server trouble) is returned for the controller's backoff.
 func (o syncOutcome) failed(err error) (syncOutcome, error) {
@@ -128,7 +132,7 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 	if o.fetching && now.Sub(o.waitingSince) >= slowFetch {
 		return waitingStatus(prev, o, now)
 	}
-	if o.skipped || o.pending || o.fetching {
+	if !o.acted() {
 		return prev
 	}
 	if o.err == nil {

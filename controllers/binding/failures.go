@@ -67,7 +67,7 @@ func (p *passMemory) update(key types.NamespacedName, fn func(r *remembered)) {
 func (p *passMemory) observe(key types.NamespacedName, o syncOutcome) (failures int) {
 	p.update(key, func(r *remembered) {
 		switch {
-		case o.skipped || o.pending || o.fetching:
+		case !o.acted():
 		case o.err == nil:
 			r.failures = 0
 		default:
@@ -82,7 +82,7 @@ func (p *passMemory) observe(key types.NamespacedName, o syncOutcome) (failures 
 // pass that did not act on it (no client yet, or its answer still on the way) leaves it
 // wanted.
 func (p *passMemory) refreshDone(key types.NamespacedName, o syncOutcome) {
-	if o.refresh == "" || o.pending || o.skipped || o.fetching {
+	if o.refresh == "" || !o.acted() {
 		return
 	}
 	p.update(key, func(r *remembered) { r.refresh, r.asked = o.refresh, "" })

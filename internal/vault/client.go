@@ -77,15 +77,7 @@ func New(cfg Config, hooks Hooks) (*Client, error) {
 
 // Pause returns the provider's pause in force, with the answer that set it (RetryAt is
 // its end); nil when requests may leave.
-func (c *Client) Pause() *Error {
-	until, cause := c.gate.pause()
-	if cause == nil {
-		return nil
-	}
-	e := *cause
-	e.RetryAt = until
-	return &e
-}
+func (c *Client) Pause() *Error { return c.gate.pause() }
 
 // Authenticate keeps the session of a client that logs in (a no-op for static
 // credentials, which are checked by the first real request) and reports the token's life:
@@ -228,19 +220,19 @@ func pauseCause(op string, status int, asked time.Duration, exhausted bool, answ
 	return cause
 }
 
+// canceled is the failure of a request its caller gave up (or its client was closed).
+func canceled(op string, err error) *Error {
+	return &Error{Reason: ReasonProviderUnavailable, Op: op, Message: "request canceled", Err: err}
+}
+
 // heldByPause returns the answer that paused the connection, with its end, when a pause
 // is in force; nil when requests may leave.
 func (c *Client) heldByPause(op string) *Error {
-	until, cause := c.gate.pause()
-	if cause == nil {
-		return nil
+	held := c.gate.pause()
+	if held != nil && c.hooks.Paused != nil {
+		c.hooks.Paused(op, true, held.RetryAt.Sub(c.cfg.Clock.Now()))
 	}
-	if c.hooks.Paused != nil {
-		c.hooks.Paused(op, true, until.Sub(c.cfg.Clock.Now()))
-	}
-	held := *cause
-	held.RetryAt = until
-	return &held
+	return held
 }
 
 // wait takes a slot from the gate, holding the caller for short budget waits only. A
@@ -256,9 +248,7 @@ func (c *Client) wait(ctx context.Context, op string) error {
 			c.hooks.Paused(op, cause != nil, d)
 		}
 		if cause != nil {
-			held := *cause
-			held.RetryAt = retry
-			return &held
+			return cause
 		}
 		if d > maxInlineWait {
 			b := c.cfg.Budget
@@ -274,7 +264,7 @@ func (c *Client) wait(ctx context.Context, op string) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return &Error{Reason: ReasonProviderUnavailable, Op: op, Message: "request canceled", Err: ctx.Err()}
+			return canceled(op, ctx.Err())
 		case <-t.C:
 		}
 	}

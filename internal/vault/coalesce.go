@@ -74,7 +74,7 @@ type waiter struct {
 	done      func(Result)
 }
 
-// target is what the coalescer keeps of one target.
+// entry is what the coalescer keeps of one target.
 type entry struct {
 	last   *fetchResult
 	flight *flight
@@ -133,7 +133,7 @@ func (c *Client) Fetch(ctx context.Context, t Target, maxAge time.Duration) (Sna
 		return r.Snapshot, r.Err
 	case <-ctx.Done():
 		c.Withdraw(t, id)
-		return Snapshot{}, &Error{Reason: ReasonProviderUnavailable, Op: "pull", Message: "request canceled", Err: ctx.Err()}
+		return Snapshot{}, canceled("pull", ctx.Err())
 	}
 }
 
@@ -192,7 +192,7 @@ func (f *coalescer) run(ctx context.Context, key string, t Target, fl *flight) {
 		data, err = f.c.pull(ctx, t)
 		<-f.slots
 	case <-ctx.Done():
-		err = &Error{Reason: ReasonProviderUnavailable, Op: "pull", Message: "request canceled", Err: ctx.Err()}
+		err = canceled("pull", ctx.Err())
 	}
 	at := f.c.cfg.Clock.Now()
 	res := &fetchResult{Result: Result{Snapshot: Snapshot{Data: data, FetchedAt: at}, Err: err, SentAt: fl.startedAt}}

@@ -31,14 +31,14 @@ func newGate(c Clock, b RateBudget) *gate {
 func (g *gate) limited() bool { return g.budget.Requests > 0 && g.budget.Period > 0 }
 
 // take reserves one request now, or returns the time to come back and, when the
-// provider paused the connection, the answer that did (nil when our own budget is spent).
+// provider paused the connection, the answer that did, as held requests report it (nil
+// when our own budget is spent).
 func (g *gate) take() (retryAt time.Time, cause *Error, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.clock.Now()
 	if now.Before(g.until) {
-		c := g.cause
-		return g.until, &c, false
+		return g.until, g.held(), false
 	}
 	if !g.limited() {
 		return time.Time{}, nil, true
@@ -69,17 +69,26 @@ func (g *gate) pauseUntil(t time.Time, cause Error) {
 
 // pausedUntil returns the end of the provider's pause, zero when none is in force.
 func (g *gate) pausedUntil() time.Time {
-	t, _ := g.pause()
-	return t
+	if p := g.pause(); p != nil {
+		return p.RetryAt
+	}
+	return time.Time{}
 }
 
-// pause returns the provider's pause in force and its cause; zero and nil when none.
-func (g *gate) pause() (time.Time, *Error) {
+// pause returns the answer that paused the connection, as held requests report it (a
+// copy, RetryAt its end); nil when no pause is in force.
+func (g *gate) pause() *Error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.clock.Now().Before(g.until) {
-		c := g.cause
-		return g.until, &c
+		return g.held()
 	}
-	return time.Time{}, nil
+	return nil
+}
+
+// held is a copy of the pause's cause ending at its end; g.mu is held.
+func (g *gate) held() *Error {
+	c := g.cause
+	c.RetryAt = g.until
+	return &c
 }

@@ -129,7 +129,7 @@ func (s *session) token(ctx context.Context) (string, error) {
 		return r.Val.(string), nil
 	case <-ctx.Done():
 		// This caller gave up (its fetch was canceled); the login goes on for the others.
-		return "", &Error{Reason: ReasonProviderUnavailable, Op: "login", Message: "request canceled", Err: ctx.Err()}
+		return "", canceled("login", ctx.Err())
 	}
 }
 
