@@ -5,11 +5,14 @@ package controllers
 // the caches and live reads, create for new targets, patch for server-side apply and for
 // removing hand-added keys; never update or delete (Owner Secrets go through garbage
 // collection). Its own kinds are patched, never updated; finalizers/update lets Owner
-// Secrets carry blockOwnerDeletion.
+// Secrets carry blockOwnerDeletion. SecretBindings are also created (server-side apply) and
+// deleted by ClusterSecretBindings, whose finalizers/update lets those bindings carry
+// blockOwnerDeletion.
 //
-// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections;clustervaultconnections;secretbindings,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/status;clustervaultconnections/status;secretbindings/status,verbs=get;patch
-// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/finalizers;clustervaultconnections/finalizers;secretbindings/finalizers,verbs=update
+// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections;clustervaultconnections;clustersecretbindings,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=keyferry.dev,resources=secretbindings,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/status;clustervaultconnections/status;secretbindings/status;clustersecretbindings/status,verbs=get;patch
+// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/finalizers;clustervaultconnections/finalizers;secretbindings/finalizers;clustersecretbindings/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch

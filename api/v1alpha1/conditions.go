@@ -53,6 +53,12 @@ const (
 	ReasonNotAllowed = "NotAllowed"
 	// ReasonProgressing: the object was accepted and its first pass has not finished yet.
 	ReasonProgressing = "Progressing"
+	// ReasonConflict: an object keyferry would write exists and is not keyferry's (a
+	// SecretBinding of a ClusterSecretBinding's bindingName that it did not create).
+	ReasonConflict = "Conflict"
+	// ReasonBindingsNotReady: some of a ClusterSecretBinding's bindings are not Ready
+	// (failedNamespaces says which and why).
+	ReasonBindingsNotReady = "BindingsNotReady"
 )
 
 // Well-known annotations and labels.
@@ -98,6 +104,13 @@ const (
 	// AnnotationConsumed is where keyferry before v0.2 recorded the same, per Secret; it is
 	// still read (so an upgrade restarts nothing) and never written.
 	AnnotationConsumed = "keyferry.dev/consumed"
+	// LabelClusterSecretBinding on a SecretBinding names the ClusterSecretBinding that
+	// wrote it. Only the owner reference proves it: anyone who may write a binding can set
+	// a label.
+	LabelClusterSecretBinding = "keyferry.dev/cluster-secret-binding"
+	// AnnotationTemplateHash on a SecretBinding written by a ClusterSecretBinding is a
+	// digest of what was applied, so an unchanged template costs no write.
+	AnnotationTemplateHash = "keyferry.dev/template-hash"
 	// FieldManager is the server-side apply field manager of every write keyferry makes.
 	FieldManager = "keyferry"
 	// FinalizerSignout lets a deleted connection sign its session out first.

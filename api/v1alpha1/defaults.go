@@ -111,3 +111,20 @@ func (c *ClusterVaultConnection) ConnectionStatus() *VaultConnectionStatus { ret
 func (c *ClusterVaultConnection) SecretNamespace(refNamespace string) string {
 	return refNamespace
 }
+
+// GetRefreshPolicy returns refreshPolicy, Periodic when unset.
+func (b *SecretBinding) GetRefreshPolicy() RefreshPolicy {
+	if b.Spec.RefreshPolicy == "" {
+		return RefreshPolicyPeriodic
+	}
+	return b.Spec.RefreshPolicy
+}
+
+// GetBindingName returns the name of the SecretBinding the ClusterSecretBinding writes
+// in each namespace: spec.bindingName, else its own name.
+func (c *ClusterSecretBinding) GetBindingName() string {
+	if c.Spec.BindingName != "" {
+		return c.Spec.BindingName
+	}
+	return c.Name
+}

@@ -25,6 +25,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&VaultConnection{}, &VaultConnectionList{},
 		&ClusterVaultConnection{}, &ClusterVaultConnectionList{},
 		&SecretBinding{}, &SecretBindingList{},
+		&ClusterSecretBinding{}, &ClusterSecretBindingList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -151,6 +151,25 @@ type TargetSpec struct {
 	Template *TargetTemplate `json:"template,omitempty"`
 }
 
+// RefreshPolicy says when a binding reads its vault again.
+// +kubebuilder:validation:Enum=Periodic;OnChange;CreatedOnce
+type RefreshPolicy string
+
+// Refresh policies (External Secrets Operator's semantics).
+const (
+	// RefreshPolicyPeriodic reads the vault every refreshInterval, on a spec change, on the
+	// refresh annotation and when the target Secret drifted.
+	RefreshPolicyPeriodic RefreshPolicy = "Periodic"
+	// RefreshPolicyOnChange reads the vault on creation, on a spec change and on the
+	// refresh annotation, never on a schedule; a Secret edited or deleted by hand is still
+	// repaired.
+	RefreshPolicyOnChange RefreshPolicy = "OnChange"
+	// RefreshPolicyCreatedOnce writes the Secret once and never updates it afterwards
+	// (neither a spec change nor the refresh annotation nor a hand edit); it is written
+	// again only when it is deleted.
+	RefreshPolicyCreatedOnce RefreshPolicy = "CreatedOnce"
+)
+
 // SecretBindingSpec says which secrets of which vault environment go into which Secret.
 type SecretBindingSpec struct {
 	// connectionRef names the VaultConnection or ClusterVaultConnection to pull through.
@@ -186,6 +205,19 @@ type SecretBindingSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="refreshInterval must be at least 10s"
 	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
+	// refreshPolicy says when the vault is read again: Periodic (default: every
+	// refreshInterval), OnChange (only on creation, a spec change or the
+	// keyferry.dev/refresh annotation; a Secret edited or deleted by hand is still
+	// repaired) or CreatedOnce (the Secret is written once and never updated; it is written
+	// again only if deleted).
+	// +optional
+	// +kubebuilder:default=Periodic
+	RefreshPolicy RefreshPolicy `json:"refreshPolicy,omitempty"`
+	// suspend stops keyferry from touching the binding while true (Flux's convention): no
+	// provider request, no Secret write, no drift repair, no workload restart for its
+	// Secret; status keeps its last values. Setting it back to false syncs at once.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
 }
 
 // SecretBindingStatus is the observed state of a binding.
@@ -239,6 +271,7 @@ type SecretBindingStatus struct {
 // +kubebuilder:printcolumn:name="Environment",type=string,JSONPath=`.spec.environment`
 // +kubebuilder:printcolumn:name="Keys",type=integer,JSONPath=`.status.syncedKeys`
 // +kubebuilder:printcolumn:name="Last Sync",type=date,JSONPath=`.status.lastSyncTime`
+// +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspend`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SecretBinding struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -203,6 +203,12 @@ type VaultConnectionSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('5m')",message="requestTimeout must be between 0s (exclusive) and 5m"
 	RequestTimeout *metav1.Duration `json:"requestTimeout,omitempty"`
+	// suspend stops every request to the provider through this connection while true
+	// (Flux's convention): it neither logs in nor refreshes its session, and its bindings
+	// hold their last Secret and status without pulling. Setting it back to false resumes
+	// at once.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
 }
 
 // VaultConnectionStatus is the observed state of a connection.
@@ -236,6 +242,7 @@ type VaultConnectionStatus struct {
 // +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspend`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type VaultConnection struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -294,6 +301,7 @@ type ClusterVaultConnectionSpec struct {
 // +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspend`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClusterVaultConnection struct {
 	metav1.TypeMeta   `json:",inline"`

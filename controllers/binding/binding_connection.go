@@ -26,6 +26,10 @@ import (
 // connection's first status change wakes it too.
 var errClientPending = errors.New("connection client pending")
 
+// errConnectionSuspended marks a connection whose spec.suspend is true: no request goes
+// through it, and its bindings hold their last Secret and status until it resumes.
+var errConnectionSuspended = errors.New("connection suspended")
+
 // resolvedConnection is the connection a binding uses.
 type resolvedConnection struct {
 	conn  kf.Connection
@@ -62,6 +66,9 @@ func (r *Reconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) 
 	}
 	if !conn.GetDeletionTimestamp().IsZero() {
 		return notReady("%s %s is being deleted", kind, ref.Name)
+	}
+	if conn.ConnectionSpec().Suspend {
+		return nil, rc, errConnectionSuspended
 	}
 	conds := conn.ConnectionStatus().Conditions
 	rc.ready = common.IsReady(conds)

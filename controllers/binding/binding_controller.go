@@ -72,6 +72,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName))
 		return ctrl.Result{}, r.finalize(ctx, b)
 	}
+	if b.Spec.Suspend {
+		// Nothing is touched, status included; resuming bumps the generation, which makes
+		// the binding due at once.
+		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName))
+		ctrl.LoggerFrom(ctx).V(1).Info("suspended: not syncing")
+		return ctrl.Result{}, nil
+	}
 	if err := r.ensureFinalizer(ctx, b); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -86,6 +93,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err // API server trouble: controller backoff
 	}
+	if o.held {
+		// The connection is suspended: no request, no write; its resumption (a new
+		// generation) wakes the binding.
+		ctrl.LoggerFrom(ctx).V(1).Info("connection suspended: not syncing", "connection", b.Spec.ConnectionRef.Name)
+		return ctrl.Result{}, nil
+	}
 	failures := r.memory.observe(req.NamespacedName, o)
 	next := nextSync(o, failures, b.GetRefreshInterval(), now)
 	logOutcome(ctrl.LoggerFrom(ctx), o, failures, next)
@@ -98,6 +111,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	r.memory.refreshDone(req.NamespacedName, o)
+	if next.IsZero() {
+		return ctrl.Result{}, nil // no scheduled refresh (refreshPolicy OnChange or CreatedOnce)
+	}
 	return ctrl.Result{RequeueAfter: max(next.Sub(now), time.Second)}, nil
 }
 
@@ -105,7 +121,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // only API server failures are returned.
 func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Time) (syncOutcome, error) {
 	key := client.ObjectKeyFromObject(b)
-	o := syncOutcome{generation: b.Generation, spread: r.draw()}
+	o := syncOutcome{generation: b.Generation, policy: b.GetRefreshPolicy(), spread: r.draw()}
 	want := vault.Want{MaxAge: b.GetRefreshInterval()}
 	if v := b.Annotations[kf.AnnotationRefresh]; v != "" && v != b.Status.LastHandledRefresh && !r.memory.refreshHandled(key, v) {
 		// Only the answer to a request sent after the refresh was asked for handles it.
@@ -113,8 +129,12 @@ func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Tim
 		want.NotBefore = r.memory.refreshAsked(key, v, now)
 	}
 	c, conn, err := r.connectionClient(ctx, b)
-	if errors.Is(err, errClientPending) {
+	switch {
+	case errors.Is(err, errClientPending):
 		o.pending = true
+		return o, nil
+	case errors.Is(err, errConnectionSuspended):
+		o.held = true
 		return o, nil
 	}
 	if err != nil {
@@ -128,8 +148,16 @@ func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Tim
 	if err != nil {
 		return o.failed(err)
 	}
+	if o.policy == kf.RefreshPolicyCreatedOnce && current != nil && ownershipOf(b, current) == ownedByThis {
+		// Written once: whatever changed (spec, vault, the Secret by hand), it stays.
+		o.kept, o.keys = true, writtenKeys(b, current)
+		return o, nil
+	}
 	if o.refresh == "" && !r.due(b, current, now) {
-		o.skipped, o.planned = true, b.Status.NextSyncTime.Time
+		o.skipped = true
+		if b.Status.NextSyncTime != nil {
+			o.planned = b.Status.NextSyncTime.Time
+		}
 		return o, nil
 	}
 	snap, since, err := r.fetch(key, c, target, want, now)
@@ -186,12 +214,15 @@ func withdraw(key types.NamespacedName, a *awaited) {
 	}
 }
 
-// due says whether the vault must be read: a new generation, the planned refresh time, a
-// binding not Ready, or a target Secret that is missing or no longer holds what keyferry
-// wrote (drift).
+// due says whether the vault must be read: a new generation, the planned refresh time
+// (refreshPolicy Periodic only), a binding not Ready, or a target Secret that is missing or
+// no longer holds what keyferry wrote (drift).
 func (r *Reconciler) due(b *kf.SecretBinding, current *corev1.Secret, now time.Time) bool {
 	st := b.Status
-	if st.ObservedGeneration != b.Generation || st.NextSyncTime == nil || !now.Before(st.NextSyncTime.Time) {
+	if st.ObservedGeneration != b.Generation {
+		return true
+	}
+	if b.GetRefreshPolicy() == kf.RefreshPolicyPeriodic && (st.NextSyncTime == nil || !now.Before(st.NextSyncTime.Time)) {
 		return true
 	}
 	return !common.IsReady(st.Conditions) || current == nil || drifted(current)
@@ -265,6 +296,8 @@ func logOutcome(log logr.Logger, o syncOutcome, failures int, next time.Time) {
 		log.Info("waiting for the vault's answer (fetch in flight)")
 	case o.skipped:
 		log.Info("skipped: not due", "nextSync", next)
+	case o.kept:
+		log.Info("Secret exists: refreshPolicy CreatedOnce leaves it as written", "keys", o.keys)
 	case o.err == nil && o.wrote:
 		log.Info("wrote the Secret", "keys", o.keys, "nextSync", next)
 	case o.err == nil:

@@ -33,6 +33,7 @@ const (
 // syncOutcome is what one pass over a binding did.
 type syncOutcome struct {
 	generation int64
+	policy     kf.RefreshPolicy
 	// refresh is the value of the refresh annotation handled in this pass ("" if none).
 	refresh string
 	// skipped: nothing was due; planned (the next sync already planned) stands and the
@@ -41,6 +42,11 @@ type syncOutcome struct {
 	planned time.Time
 	// pending: the connection's client is not built yet; look again shortly, quietly.
 	pending bool
+	// held: the connection is suspended; nothing happens and status stays.
+	held bool
+	// kept: refreshPolicy CreatedOnce found the Secret it wrote and left it (keys counts
+	// what it holds); nothing was read from the vault.
+	kept bool
 	// fetching: the vault's answer is on its way (a background fetch); the binding is
 	// woken when it arrives. Nothing changes until then, unless the answer is slow (the
 	// binding has waited since waitingSince, at least slowFetch): then Reconciling says so.
@@ -74,7 +80,7 @@ func waitingStatus(prev kf.SecretBindingStatus, o syncOutcome, now time.Time) kf
 
 // acted says the pass reached an outcome: not skipped as not due, not waiting for the
 // connection's client or for the vault's answer.
-func (o syncOutcome) acted() bool { return !o.skipped && !o.pending && !o.fetching }
+func (o syncOutcome) acted() bool { return !o.skipped && !o.pending && !o.fetching && !o.held }
 
 // failed returns o with err as its failure when err is about the binding; any other
 // error (API server trouble) is returned for the controller's backoff.
@@ -88,7 +94,9 @@ func (o syncOutcome) failed(err error) (syncOutcome, error) {
 }
 
 // nextSync is the one schedule of a binding: when to look at it again after a pass with
-// outcome o, its failures-th consecutive failure (0 after a success), at now.
+// outcome o, its failures-th consecutive failure (0 after a success), at now. Zero means
+// never on a schedule: a success under refreshPolicy OnChange or CreatedOnce (a change of
+// spec, the refresh annotation or the Secret brings the binding back).
 func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time) time.Time {
 	switch {
 	case o.pending:
@@ -102,6 +110,8 @@ func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time
 		return now.Add(fetchBackstop)
 	case o.skipped:
 		return o.planned
+	case o.err == nil && o.policy != kf.RefreshPolicyPeriodic && o.policy != "":
+		return time.Time{}
 	case o.err == nil:
 		jitter := time.Duration((2*o.spread - 1) * jitterFraction * float64(interval))
 		next := o.fetchedAt.Add(interval + jitter)
@@ -149,14 +159,22 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 		st.LastHandledRefresh = o.refresh
 	}
 	st.RetryAfter = nil
-	st.NextSyncTime = common.TimePtr(next)
+	st.NextSyncTime = nil
+	if !next.IsZero() {
+		st.NextSyncTime = common.TimePtr(next)
+	}
 	cond := metav1.Condition{Type: kf.ConditionReady, ObservedGeneration: o.generation}
 	if o.err == nil {
 		cond.Status, cond.Reason = metav1.ConditionTrue, kf.ReasonSynced
 		cond.Message = fmt.Sprintf("%d keys synced", o.keys)
 		st.ObservedGeneration = o.generation
 		st.SyncedKeys = o.keys
-		st.LastSyncTime = common.TimePtr(now)
+		if o.kept {
+			// Nothing was read: lastSyncTime stays when the Secret was written.
+			cond.Message = fmt.Sprintf("%d keys written once (refreshPolicy CreatedOnce): the Secret exists and is not updated", o.keys)
+		} else {
+			st.LastSyncTime = common.TimePtr(now)
+		}
 	} else {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.err.Reason, o.err.Message
 		if o.err.Class == common.ClassStalled {

@@ -43,6 +43,10 @@ func TestNextSync(t *testing.T) {
 		{"5xx with Retry-After waits for it", syncOutcome{err: down}, 1, t0.Add(30 * time.Second)},
 		{"stalled with a near retryAfter: the backoff is longer", syncOutcome{err: unauthorizedSoon}, 2, t0.Add(10 * time.Second)},
 		{"stalled with a far retryAfter: not before it", syncOutcome{err: unauthorizedLate}, 1, t0.Add(time.Minute)},
+		{"OnChange success: no schedule", syncOutcome{policy: kf.RefreshPolicyOnChange, fetchedAt: t0}, 0, time.Time{}},
+		{"CreatedOnce kept: no schedule", syncOutcome{policy: kf.RefreshPolicyCreatedOnce, kept: true}, 0, time.Time{}},
+		{"OnChange failure: retried as ever", syncOutcome{policy: kf.RefreshPolicyOnChange, err: unavailable}, 1, t0.Add(5 * time.Second)},
+		{"Periodic spelled out: an interval after the fetch", syncOutcome{policy: kf.RefreshPolicyPeriodic, fetchedAt: t0, spread: 0.5}, 0, t0.Add(interval)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := nextSync(tc.outcome, tc.failures, interval, t0); !got.Equal(tc.want) {
@@ -187,5 +191,27 @@ func TestWaitingForASlowAnswer(t *testing.T) {
 	done := computeBindingStatus(got, syncOutcome{generation: 3, keys: 2, fetchedAt: t0}, t0.Add(time.Hour), t0)
 	if meta.FindStatusCondition(done.Conditions, kf.ConditionReconciling) != nil || !common.IsReady(done.Conditions) {
 		t.Fatalf("after the answer: %+v", done.Conditions)
+	}
+}
+
+func TestComputeBindingStatusRefreshPolicies(t *testing.T) {
+	prev := synced(1, 3, t0.Add(-time.Hour))
+	// OnChange: a new generation synced; no next sync is planned.
+	st := computeBindingStatus(prev, syncOutcome{generation: 2, policy: kf.RefreshPolicyOnChange, wrote: true, keys: 3, fetchedAt: t0}, time.Time{}, t0)
+	if st.NextSyncTime != nil || st.ObservedGeneration != 2 || !st.LastSyncTime.Time.Equal(t0) {
+		t.Errorf("OnChange: nextSyncTime %v, observedGeneration %d, lastSyncTime %v", st.NextSyncTime, st.ObservedGeneration, st.LastSyncTime)
+	}
+	// CreatedOnce keeps the Secret on a new generation: handled, nothing read.
+	st = computeBindingStatus(prev, syncOutcome{generation: 2, policy: kf.RefreshPolicyCreatedOnce, kept: true, keys: 3}, time.Time{}, t0)
+	ready := common.ReadyOf(st.Conditions)
+	if st.ObservedGeneration != 2 || ready.Status != metav1.ConditionTrue || !strings.Contains(ready.Message, "CreatedOnce") {
+		t.Errorf("CreatedOnce: observedGeneration %d, Ready %+v", st.ObservedGeneration, ready)
+	}
+	if !st.LastSyncTime.Equal(prev.LastSyncTime) || st.NextSyncTime != nil {
+		t.Errorf("CreatedOnce: lastSyncTime %v (was %v), nextSyncTime %v", st.LastSyncTime, prev.LastSyncTime, st.NextSyncTime)
+	}
+	// Kept again with nothing new: no write.
+	if again := computeBindingStatus(st, syncOutcome{generation: 2, policy: kf.RefreshPolicyCreatedOnce, kept: true, keys: 3}, time.Time{}, t0.Add(time.Minute)); !equality.Semantic.DeepEqual(again, st) {
+		t.Errorf("a second kept pass changed status: %+v", again)
 	}
 }

@@ -269,3 +269,15 @@ func bindingLabel(name string) string {
 	sum := sha256.Sum256([]byte(name))
 	return name[:50] + "-" + hex.EncodeToString(sum[:])[:12]
 }
+
+// writtenKeys is how many keys the binding wrote into s: all of its data when keyferry
+// owns it, the recorded keys under Merge.
+func writtenKeys(b *kf.SecretBinding, s *corev1.Secret) int32 {
+	if b.GetCreationPolicy() != kf.CreationPolicyMerge {
+		return int32(len(trim.Keys(s)))
+	}
+	if keys := s.Annotations[kf.AnnotationKeys]; keys != "" {
+		return int32(len(strings.Split(keys, ",")))
+	}
+	return 0
+}

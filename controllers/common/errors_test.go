@@ -47,7 +47,8 @@ func reasonConstants(t *testing.T, file string) map[string]string {
 // keyferryOwnReasons are the condition reasons that come from keyferry itself rather than
 // from a provider's answer.
 var keyferryOwnReasons = []string{kf.ReasonSynced, kf.ReasonAuthenticated, kf.ReasonProgressing,
-	kf.ReasonCredentialsNotFound, kf.ReasonConnectionNotReady, kf.ReasonTargetConflict, kf.ReasonTooLarge}
+	kf.ReasonCredentialsNotFound, kf.ReasonConnectionNotReady, kf.ReasonTargetConflict, kf.ReasonTooLarge,
+	kf.ReasonConflict, kf.ReasonBindingsNotReady}
 
 func TestEveryReasonIsMappedOnBothSides(t *testing.T) {
 	vaultConsts := reasonConstants(t, filepath.Join("..", "..", "internal", "vault", "errors.go"))

@@ -85,6 +85,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 	}
 
+	if conn.ConnectionSpec().Suspend {
+		// No login, no refresh, status as it was; resuming bumps the generation, which
+		// brings the connection (and its bindings) back at once.
+		ctrl.LoggerFrom(ctx).V(1).Info("suspended: no request to the provider")
+		return ctrl.Result{}, nil
+	}
 	prev := conn.ConnectionStatus().DeepCopy()
 	_, had := r.Registry.Get(id)
 	obs, err := r.observe(ctx, conn, id)

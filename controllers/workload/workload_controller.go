@@ -126,6 +126,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, r.updateBindings(ctx, w.GetNamespace(), state, false)
 	}
+	if held, err := r.suspended(ctx, w.GetNamespace(), state.bindings); err != nil || held != "" {
+		if held != "" {
+			// The binding's Secret changed while it is suspended (a hand edit): keyferry
+			// restarts nothing for it; its resumption repairs the Secret or writes new
+			// data, and that change brings the workload back here.
+			log.Info("consumed data changed but binding is suspended: no restart", "binding", held)
+		}
+		return ctrl.Result{}, err
+	}
 	now := r.Clock.Now()
 	if wait := r.firstSeen(req.NamespacedName, now).Add(r.Debounce).Sub(now); wait > 0 {
 		log.Info("consumed data changed; restart after the debounce window", "in", wait)
@@ -212,6 +221,24 @@ func (r *Reconciler) patch(ctx context.Context, w client.Object, had, want map[s
 		return err
 	}
 	return client.IgnoreNotFound(r.Client.Patch(ctx, w, client.RawPatch(types.MergePatchType, raw), client.FieldOwner(kf.FieldManager)))
+}
+
+// suspended returns the name of a suspended binding among those writing the Secrets the
+// workload reads, "" if none is.
+func (r *Reconciler) suspended(ctx context.Context, namespace string, bindings map[string]bool) (string, error) {
+	for name := range bindings {
+		b := &kf.SecretBinding{}
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, b); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return "", err
+		}
+		if b.Spec.Suspend {
+			return name, nil
+		}
+	}
+	return "", nil
 }
 
 // updateBindings keeps each binding's consumer count (and, after a restart, its

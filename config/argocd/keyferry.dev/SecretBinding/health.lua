@@ -1,6 +1,10 @@
--- Health of a keyferry SecretBinding (also used for VaultConnection and
--- ClusterVaultConnection): kstatus conditions and observedGeneration.
+-- Health of a keyferry SecretBinding (also used for VaultConnection,
+-- ClusterVaultConnection and ClusterSecretBinding): spec.suspend, then kstatus
+-- conditions and observedGeneration.
 local hs = { status = "Progressing", message = "Waiting for keyferry to reconcile" }
+if obj.spec ~= nil and obj.spec.suspend == true then
+  return { status = "Suspended", message = "spec.suspend is true: keyferry leaves it as it is" }
+end
 if obj.status == nil then
   return hs
 end
