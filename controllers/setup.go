@@ -1,5 +1,5 @@
 // Package controllers wires keyferry's reconcilers into a manager: one package per
-// reconciler (binding, connection, workload) and common for what they share; the caches
+// reconciler (binding, clusterbinding, connection, workload) and common for what they share; the caches
 // and clients they read through are set up here.
 package controllers
 
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyferry/keyferry/controllers/binding"
+	"github.com/keyferry/keyferry/controllers/clusterbinding"
 	"github.com/keyferry/keyferry/controllers/connection"
 	"github.com/keyferry/keyferry/controllers/workload"
 
@@ -54,7 +55,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.CredentialsPollInterval <= 0 {
 		opts.CredentialsPollInterval = 10 * time.Second
 	}
-	creds, err := newCredentialsCache(mgr)
+	creds, err := newSelectedCache(mgr, &corev1.Secret{}, labels.SelectorFromSet(labels.Set{kf.LabelCredentials: "true"}))
 	if err != nil {
 		return err
 	}
@@ -83,6 +84,20 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		w := &workload.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetCache(), Clock: opts.Clock,
 			Recorder: mgr.GetEventRecorder("keyferry"), HMACKey: opts.HMACKey, Kind: kind, Debounce: opts.RestartDebounce}
 		if err := w.SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
+	if opts.Shard.Index == 0 {
+		// One shard provisions every namespace (ClusterSecretBindings are cluster-scoped):
+		// shard 0, whatever the namespace's own shard, so each namespace gets its binding
+		// exactly once. Each binding is then synced by its namespace's shard.
+		children, err := newSelectedCache(mgr, &kf.SecretBinding{}, clusterBindingChildren())
+		if err != nil {
+			return err
+		}
+		cb := &clusterbinding.Reconciler{Client: mgr.GetClient(), Bindings: children, APIReader: mgr.GetAPIReader(),
+			Clock: opts.Clock, Recorder: mgr.GetEventRecorder("keyferry"), Workers: 1}
+		if err := cb.SetupWithManager(mgr, children); err != nil {
 			return err
 		}
 	}
@@ -128,14 +143,15 @@ func CacheOptions(hmacKey []byte, sh shard.Shard) cache.Options {
 	}
 }
 
-// credentialsCache holds only the Secrets labelled keyferry.dev/credentials=true: the
-// connections read their credentials from it and are woken by its watch, so rotation
-// takes effect at once and costs no API call per connection.
-func newCredentialsCache(mgr ctrl.Manager) (cache.Cache, error) {
-	sel := labels.SelectorFromSet(labels.Set{kf.LabelCredentials: "true"})
+// newSelectedCache is a cache of the objects of obj's kind that sel selects, in every
+// namespace (whatever the shard). The credentials cache holds only the Secrets labelled
+// keyferry.dev/credentials=true: the connections read their credentials from it and are
+// woken by its watch, so rotation takes effect at once and costs no API call per
+// connection. The ClusterSecretBindings' cache holds only the bindings they created.
+func newSelectedCache(mgr ctrl.Manager, obj client.Object, sel labels.Selector) (cache.Cache, error) {
 	c, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
-		ByObject:         map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: sel}},
+		ByObject:         map[client.Object]cache.ByObject{obj: {Label: sel}},
 		DefaultTransform: trim.Metadata,
 	})
 	if err != nil {
@@ -143,6 +159,15 @@ func newCredentialsCache(mgr ctrl.Manager) (cache.Cache, error) {
 	}
 	// Added as a cache, the manager starts and syncs it before any controller.
 	return c, mgr.Add(cacheRunnable{c})
+}
+
+// clusterBindingChildren selects the SecretBindings a ClusterSecretBinding created.
+func clusterBindingChildren() labels.Selector {
+	req, err := labels.NewRequirement(kf.LabelClusterSecretBinding, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant label key: cannot fail
+	}
+	return labels.NewSelector().Add(*req)
 }
 
 type cacheRunnable struct{ cache.Cache }

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/controllers/common"
 )
 
 // ensureFinalizer keeps a finalizer exactly on Merge bindings, which must remove their
@@ -42,7 +43,7 @@ func (r *Reconciler) finalize(ctx context.Context, b *kf.SecretBinding) error {
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return err
-	case s.Labels[kf.LabelBinding] == bindingLabel(b.Name):
+	case s.Labels[kf.LabelBinding] == common.LabelValue(b.Name):
 		err := r.Client.Apply(ctx, corev1ac.Secret(s.Name, s.Namespace), client.FieldOwner(kf.FieldManager), client.ForceOwnership)
 		switch {
 		case err == nil, apierrors.IsNotFound(err):

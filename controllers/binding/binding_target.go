@@ -2,8 +2,6 @@ package binding
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -51,7 +49,7 @@ func ownershipOf(b *kf.SecretBinding, s *corev1.Secret) ownership {
 	if label == "" {
 		return unmanaged
 	}
-	if owner := s.Annotations[kf.AnnotationBinding]; label == bindingLabel(b.Name) && (owner == "" || owner == b.Name) {
+	if owner := s.Annotations[kf.AnnotationBinding]; label == common.LabelValue(b.Name) && (owner == "" || owner == b.Name) {
 		return ownedByThis
 	}
 	return ownedByOther
@@ -132,7 +130,7 @@ func (w secretWriter) desired(b *kf.SecretBinding, data map[string][]byte) *core
 		maps.Copy(s.Labels, t.Labels)
 		maps.Copy(s.Annotations, t.Annotations)
 	}
-	s.Labels[kf.LabelBinding] = bindingLabel(b.Name)
+	s.Labels[kf.LabelBinding] = common.LabelValue(b.Name)
 	s.Annotations[kf.AnnotationBinding] = b.Name
 	s.Annotations[kf.AnnotationDataHMAC] = w.digest(b, data)
 	switch b.GetCreationPolicy() {
@@ -259,15 +257,6 @@ func (w secretWriter) removeForeignKeys(ctx context.Context, b *kf.SecretBinding
 		return err
 	}
 	return client.IgnoreNotFound(w.client.Patch(ctx, current, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(kf.FieldManager)))
-}
-
-// bindingLabel is the binding's name as a label value (at most 63 characters).
-func bindingLabel(name string) string {
-	if len(name) <= 63 {
-		return name
-	}
-	sum := sha256.Sum256([]byte(name))
-	return name[:50] + "-" + hex.EncodeToString(sum[:])[:12]
 }
 
 // writtenKeys is how many keys the binding wrote into s: all of its data when keyferry

@@ -39,7 +39,7 @@ func TestOwnershipMatrix(t *testing.T) {
 		{"mine", "app", secret("app", "app"), ownedByThis, [3]bool{true, true, false}},
 		{"mine, merges allowed", "app", secret("app", "app", true), ownedByThis, [3]bool{true, true, true}},
 		{"mine, label only (older keyferry)", "app", secret("app", "", true), ownedByThis, [3]bool{true, true, true}},
-		{"mine, long name hashed into the label", long, secret(bindingLabel(long), long, true), ownedByThis, [3]bool{true, true, true}},
+		{"mine, long name hashed into the label", long, secret(common.LabelValue(long), long, true), ownedByThis, [3]bool{true, true, true}},
 		{"another binding's", "app", secret("other", "other", true), ownedByOther, [3]bool{false, false, false}},
 		{"another binding's with a colliding label", "app", secret("app", "other", true), ownedByOther, [3]bool{false, false, false}},
 		{"unmanaged", "app", secret("", ""), unmanaged, [3]bool{false, false, false}},

@@ -4,6 +4,8 @@
 package common
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -102,4 +104,14 @@ func readyKey(o client.Object) string {
 		return string(r.Status) + "/" + r.Reason
 	}
 	return ""
+}
+
+// LabelValue is an object's name as a label value (at most 63 characters): the name, or
+// for a longer one its start and a hash of the whole.
+func LabelValue(name string) string {
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:50] + "-" + hex.EncodeToString(sum[:])[:12]
 }

@@ -1,0 +1,68 @@
+package clusterbinding
+
+import (
+	"context"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/keyferry/keyferry/controllers/common"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+)
+
+// SetupWithManager registers the reconciler and its watches: ClusterSecretBindings (a new
+// generation, or the refresh annotation), Namespaces (created, relabelled, terminating,
+// deleted: every ClusterSecretBinding looks again) and, through bindings (the cache of
+// SecretBindings labelled keyferry.dev/cluster-secret-binding), the bindings each created.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, bindings cache.Cache) error {
+	owner := handler.TypedEnqueueRequestForOwner[*kf.SecretBinding](mgr.GetScheme(), mgr.GetRESTMapper(),
+		&kf.ClusterSecretBinding{}, handler.OnlyControllerOwner())
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("clustersecretbinding").
+		For(&kf.ClusterSecretBinding{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, common.DeletionPredicate()))).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.everyClusterBinding), builder.WithPredicates(namespaceMembershipChanged())).
+		WatchesRawSource(source.Kind(bindings, &kf.SecretBinding{}, owner)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
+		Complete(r)
+}
+
+// everyClusterBinding maps a Namespace to every ClusterSecretBinding: each decides whether
+// it selects the namespace (they are few, and a cluster admin's).
+func (r *Reconciler) everyClusterBinding(ctx context.Context, _ client.Object) []ctrl.Request {
+	list := &kf.ClusterSecretBindingList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		return nil
+	}
+	reqs := make([]ctrl.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// namespaceMembershipChanged passes what can change whether a namespace is selected: its
+// creation and deletion, its labels, and the start of its termination.
+func namespaceMembershipChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			oldNS, okOld := e.ObjectOld.(*corev1.Namespace)
+			newNS, okNew := e.ObjectNew.(*corev1.Namespace)
+			if !okOld || !okNew {
+				return true
+			}
+			return !maps.Equal(oldNS.Labels, newNS.Labels) || oldNS.Status.Phase != newNS.Status.Phase ||
+				oldNS.DeletionTimestamp.IsZero() != newNS.DeletionTimestamp.IsZero()
+		},
+	}
+}
