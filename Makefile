@@ -72,6 +72,12 @@ bench: ## Go benchmarks, then the scale benchmark (hack/bench, BENCH_ARGS) on th
 	go test -run '^$$' -bench . -benchmem ./...
 	go run ./hack/bench -header $(BENCH_ARGS)
 
+FANOUT_ARGS ?= -n 1000 -interval 30s -intervals 1
+
+.PHONY: bench-fanout
+bench-fanout: ## One ClusterSecretBinding over N namespaces against N plain bindings (FANOUT_ARGS).
+	go run ./hack/bench -header -fanout $(FANOUT_ARGS)
+
 NOISY_ARGS ?= -noisy 500 -backlog 5000
 
 .PHONY: bench-noisy

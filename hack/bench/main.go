@@ -46,6 +46,7 @@ type params struct {
 	keepLog       string
 	noisy         int
 	backlog       int
+	fanout        bool
 }
 
 func main() {
@@ -66,8 +67,20 @@ func main() {
 	flag.StringVar(&p.keepLog, "keep-log", "", "copy the managers' log to this file at the end")
 	flag.IntVar(&p.noisy, "noisy", 0, "noisy-neighbour mode: a healthy tenant's time to Ready, idle and with N bindings of another namespace (on N/25 connections) hanging on a vault that never answers")
 	flag.IntVar(&p.backlog, "backlog", 0, "noisy-neighbour mode: and right after M bindings of another namespace were created at once")
+	flag.BoolVar(&p.fanout, "fanout", false, "fan-out mode: N namespaces given one binding each, by N SecretBindings and by one ClusterSecretBinding, on one ClusterVaultConnection")
 	header := flag.Bool("header", false, "print the table header first")
 	flag.Parse()
+	if p.fanout {
+		if *header {
+			fmt.Println("| namespaces | shards | plain bindings ready (s) | pulls first sync | pulls per interval | ClusterSecretBinding ready (s) | pulls first sync | pulls per interval | ratio |")
+			fmt.Println("|---|---|---|---|---|---|---|---|---|")
+		}
+		if err := runFanout(p); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if p.noisy > 0 || p.backlog > 0 {
 		if *header {
 			fmt.Println("| hanging bindings | hanging connections | backlog bindings | healthy tenant ready idle (s) | with the hanging tenant (s) | during the backlog (s) | backlog Ready (s) | requests hanging |")

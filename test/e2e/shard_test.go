@@ -150,4 +150,43 @@ spec:
 		t.Fatal(err)
 	}
 	check(late, 1)
+
+	// A ClusterSecretBinding is provisioned by shard 0 alone, in every namespace whatever
+	// its shard (each binding then synced by its own shard).
+	csb := `apiVersion: keyferry.dev/v1alpha1
+kind: ClusterSecretBinding
+metadata: {name: shard-e2e}
+spec:
+  namespaceSelector: {matchLabels: {keyferry-e2e/shard: "true"}}
+  bindingName: fanned
+  template:
+    spec: {connectionRef: {kind: ClusterVaultConnection, name: shard-e2e}, vault: acme/payments, environment: production}
+`
+	if _, err := stack.KubectlIn(t.Context(), csb, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	defer kubectl(t, "delete", "clustersecretbinding", "shard-e2e", "--wait=true", "--timeout=30s")
+	for i, ns := range nss {
+		waitFor(t, 60*time.Second, ns+"/fanned Ready", func() (bool, string) {
+			out := kubectl(t, "get", "sb", "fanned", "-n", ns, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].reason}`)
+			return out == "Synced", out
+		})
+		want := shard.Of(ns, 2)
+		if m := statusManagers(t, "get", "sb", "fanned", "-n", ns); !strings.Contains(m, fmt.Sprintf("keyferry-shard-%d-of-2", want)) {
+			t.Errorf("%s/fanned (namespace %d of shard %d): status written by %q", ns, i, want, m)
+		}
+	}
+	waitFor(t, 30*time.Second, "ClusterSecretBinding Ready", func() (bool, string) {
+		out := kubectl(t, "get", "csb", "shard-e2e", "-o", `jsonpath={.status.readyBindings}/{.status.provisionedNamespaces}`)
+		return out == fmt.Sprintf("%d/%d", len(nss), len(nss)), out
+	})
+	if m := statusManagers(t, "get", "csb", "shard-e2e"); strings.TrimSpace(m) != "keyferry-shard-0-of-2" {
+		t.Errorf("ClusterSecretBinding status written by %q, want shard 0 alone", m)
+	}
+	for i, url := range shards {
+		ran := strings.Contains(metricsText(t, url), `controller_runtime_reconcile_total{controller="clustersecretbinding",result="success"}`)
+		if ran != (i == 0) {
+			t.Errorf("shard %d ran the ClusterSecretBinding reconciler: %v", i, ran)
+		}
+	}
 }
