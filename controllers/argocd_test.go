@@ -78,6 +78,27 @@ func TestArgoCDHealthOnLiveObjects(t *testing.T) {
 	got := cvc.DeepCopy()
 	waitCondition(t, got, func() []metav1.Condition { return got.Status.Conditions }, func() any { return got.Status }, kf.ReasonCredentialsNotFound)
 	check(t, "ClusterVaultConnection", "degraded-credentials-not-found", live(t, got, "ClusterVaultConnection"), "Degraded")
+
+	// ClusterSecretBinding: Healthy once its binding is Ready, Suspended when suspended.
+	mustCreate(t, credentials(ns, "kw-ok", map[string]string{"token": canaryToken}))
+	lender := &kf.ClusterVaultConnection{ObjectMeta: metav1.ObjectMeta{Name: "argocd-ok-" + ns}, Spec: kf.ClusterVaultConnectionSpec{
+		VaultConnectionSpec: kf.VaultConnectionSpec{Provider: kf.ProviderKeyway, URL: vaultURL + "/keyway", AllowInsecureHTTP: true,
+			Auth: kf.AuthSpec{Bearer: &kf.BearerAuth{SecretRef: kf.SecretKeyReference{Name: "kw-ok", Namespace: ns, Key: "token"}}}},
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}}}
+	csb := &kf.ClusterSecretBinding{ObjectMeta: metav1.ObjectMeta{Name: "argocd-" + ns}, Spec: kf.ClusterSecretBindingSpec{
+		Namespaces: []string{ns}, BindingName: "fanned",
+		Template: kf.BindingTemplate{Spec: kf.SecretBindingSpec{ConnectionRef: kf.ConnectionReference{Name: lender.Name, Kind: kf.ConnectionKindCluster},
+			Vault: "acme/payments", Environment: "production"}}}}
+	mustCreate(t, lender, csb)
+	t.Cleanup(func() { _ = k8s.Delete(ctx, csb); _ = k8s.Delete(ctx, lender) })
+	gotCSB := csb.DeepCopy()
+	waitCondition(t, gotCSB, func() []metav1.Condition { return gotCSB.Status.Conditions }, func() any { return gotCSB.Status }, kf.ReasonSynced)
+	check(t, "ClusterSecretBinding", "healthy-live", live(t, gotCSB, "ClusterSecretBinding"), "Healthy")
+	if st := kstatusOf(t, live(t, gotCSB, "ClusterSecretBinding")); st != "Current" {
+		t.Fatalf("kstatus of a Ready ClusterSecretBinding: %s", st)
+	}
+	setSuspend(t, csb, true)
+	check(t, "ClusterSecretBinding", "suspended-live", live(t, getClusterBinding(t, csb.Name), "ClusterSecretBinding"), "Suspended")
 }
 
 // capture writes a live object as testdata, without the fields that change every run.

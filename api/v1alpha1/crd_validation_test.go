@@ -72,7 +72,7 @@ func TestSamplesAreAccepted(t *testing.T) {
 			} else if err != nil {
 				t.Fatalf("%s: %v", f, err)
 			}
-			if u.GetKind() != "ClusterVaultConnection" {
+			if !strings.HasPrefix(u.GetKind(), "Cluster") {
 				u.SetNamespace(ns)
 			}
 			if err := k8s.Create(context.Background(), u); err != nil {

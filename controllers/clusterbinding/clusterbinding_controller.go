@@ -52,12 +52,27 @@ type Reconciler struct {
 	Clock     clock.PassiveClock
 	Recorder  events.EventRecorder
 	Workers   int
+
+	mu sync.Mutex
+	// checked remembers, per ClusterSecretBinding, the bindings found up to date, at which
+	// resourceVersion and template: a binding unchanged since is known up to date without
+	// comparing it again (any write to it, a hand edit included, moves its resourceVersion).
+	checked map[string]map[types.UID]checkedAt
+}
+
+// checkedAt is the resourceVersion and template digest a binding was last found up to date at.
+type checkedAt struct {
+	resourceVersion string
+	hash            string
 }
 
 // Reconcile provisions one ClusterSecretBinding and writes its status once.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	c := &kf.ClusterSecretBinding{}
 	if err := r.Client.Get(ctx, req.NamespacedName, c); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.remember(req.Name, nil)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !c.DeletionTimestamp.IsZero() {
@@ -149,6 +164,9 @@ func (r *Reconciler) children(ctx context.Context, c *kf.ClusterSecretBinding) (
 func (r *Reconciler) provision(ctx context.Context, c *kf.ClusterSecretBinding, matching []string, children map[string][]*kf.SecretBinding) ([]namespaceResult, error) {
 	results := make([]namespaceResult, len(matching))
 	errs := make([]error, len(matching))
+	before := r.recalled(c.Name)
+	now := make(map[types.UID]checkedAt, len(matching))
+	defer r.remember(c.Name, now)
 	sem := make(chan struct{}, parallelWrites)
 	var wg sync.WaitGroup
 	for i, ns := range matching {
@@ -159,9 +177,13 @@ func (r *Reconciler) provision(ctx context.Context, c *kf.ClusterSecretBinding, 
 			}
 		}
 		want := desired(c, ns)
-		if have != nil && upToDate(have, want) {
-			results[i] = namespaceResult{namespace: ns, binding: have}
-			continue
+		if have != nil {
+			at := checkedAt{resourceVersion: have.ResourceVersion, hash: want.Annotations[kf.AnnotationTemplateHash]}
+			if before[have.UID] == at || upToDate(have, want) {
+				now[have.UID] = at
+				results[i] = namespaceResult{namespace: ns, binding: have}
+				continue
+			}
 		}
 		wg.Add(1)
 		sem <- struct{}{}
@@ -279,4 +301,25 @@ func (r *Reconciler) patchStatus(ctx context.Context, c *kf.ClusterSecretBinding
 	}
 	common.RecordTransition(r.Recorder, c, common.ReadyOf(prev.Conditions), common.ReadyOf(next.Conditions))
 	return nil
+}
+
+func (r *Reconciler) recalled(name string) map[types.UID]checkedAt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.checked[name]
+}
+
+// remember keeps what one pass found up to date (nil forgets the ClusterSecretBinding):
+// only the bindings of its last pass, so the memory follows the cluster.
+func (r *Reconciler) remember(name string, now map[types.UID]checkedAt) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now == nil {
+		delete(r.checked, name)
+		return
+	}
+	if r.checked == nil {
+		r.checked = map[string]map[types.UID]checkedAt{}
+	}
+	r.checked[name] = now
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+
 	"github.com/keyferry/keyferry/internal/localstack"
 )
 
@@ -69,6 +71,19 @@ func run(once bool) error {
 	}
 	fmt.Println("Synced Secrets and their keys (values are not shown):")
 	fmt.Println(keys)
+	fanned, err := st.Kubectl(ctx, "get", "secretbindings", "-A", "-l", kf.LabelClusterSecretBinding+"="+localstack.DemoClusterBinding)
+	if err != nil {
+		return err
+	}
+	csb, err := st.Kubectl(ctx, "get", "clustersecretbinding", localstack.DemoClusterBinding)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nOne ClusterSecretBinding fills the namespaces labelled %s:\n", localstack.DemoTeamLabel)
+	fmt.Println("$ kubectl get clustersecretbinding " + localstack.DemoClusterBinding)
+	fmt.Println(strings.TrimSpace(csb))
+	fmt.Println("$ kubectl get secretbindings -A -l " + kf.LabelClusterSecretBinding + "=" + localstack.DemoClusterBinding)
+	fmt.Println(strings.TrimSpace(fanned))
 	fmt.Fprintln(os.Stderr, "\n[keyferry] a Deployment labelled keyferry.dev/restart-on-change reads DB_USER; changing it in the vault")
 	history, err := st.DemoRollout(wctx)
 	if err != nil {

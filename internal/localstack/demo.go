@@ -155,9 +155,53 @@ spec:
   vault: acme/payments
   environment: staging
   request: {path: "/key?productId={vault}&licenseKey={environment}", dataPath: data.license}
+---
+# A platform team's shared connection, lent to the namespaces labelled as teams, and one
+# ClusterSecretBinding that gives each of them the same Secret.
+apiVersion: keyferry.dev/v1alpha1
+kind: ClusterVaultConnection
+metadata: {name: platform}
+spec:
+  provider: keyway
+  url: %[7]s
+  allowInsecureHTTP: true
+  auth: {bearer: {secretRef: {name: keyway-token, namespace: %[1]s, key: token}}}
+  namespaceSelector: {matchLabels: {%[12]s: "true"}}
+  allowedVaults: [acme/payments]
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: ClusterSecretBinding
+metadata: {name: %[13]s}
+spec:
+  namespaceSelector: {matchLabels: {%[12]s: "true"}}
+  template:
+    spec:
+      connectionRef: {kind: ClusterVaultConnection, name: platform}
+      vault: acme/payments
+      environment: production
+      keys: {include: ["^DB_USER$"]}
+      target: {name: shared-db-user}
 `, DemoNamespace, DemoCredentials["keyway"], DemoCredentials["keymint"], DemoCredentials["stash"],
 		DemoCredentials["user"], DemoCredentials["password"],
-		url("keyway"), url("keystash"), url("stash"), url("knowledgestack"), url("keymint"))
+		url("keyway"), url("keystash"), url("stash"), url("knowledgestack"), url("keymint"),
+		DemoTeamLabel, DemoClusterBinding) + demoTeams()
+}
+
+// DemoTeamLabel marks the demo's team namespaces; DemoClusterBinding fills each of them.
+const (
+	DemoTeamLabel      = "demo.keyferry.dev/team"
+	DemoClusterBinding = "shared-db-user"
+)
+
+// DemoTeams are the namespaces the demo's ClusterSecretBinding fills.
+var DemoTeams = []string{"team-a", "team-b", "team-c"}
+
+func demoTeams() string {
+	var b strings.Builder
+	for _, ns := range DemoTeams {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: %s, labels: {%s: \"true\"}}\n", ns, DemoTeamLabel)
+	}
+	return b.String()
 }
 
 // ApplyDemo applies the demo's objects and waits until every binding is Ready.
@@ -165,7 +209,10 @@ func (s *Stack) ApplyDemo(ctx context.Context) error {
 	if _, err := s.KubectlIn(ctx, s.DemoManifests(), "apply", "-f", "-"); err != nil {
 		return err
 	}
-	_, err := s.Kubectl(ctx, "wait", "--for=condition=Ready", "--timeout=90s", "-n", DemoNamespace, "secretbindings", "--all")
+	if _, err := s.Kubectl(ctx, "wait", "--for=condition=Ready", "--timeout=90s", "-n", DemoNamespace, "secretbindings", "--all"); err != nil {
+		return err
+	}
+	_, err := s.Kubectl(ctx, "wait", "--for=condition=Ready", "--timeout=60s", "clustersecretbinding/"+DemoClusterBinding)
 	return err
 }
 
