@@ -53,9 +53,12 @@ const (
 	ReasonNotAllowed = "NotAllowed"
 	// ReasonProgressing: the object was accepted and its first pass has not finished yet.
 	ReasonProgressing = "Progressing"
-	// ReasonConflict: an object keyferry would write exists and is not keyferry's (a
-	// SecretBinding of a ClusterSecretBinding's bindingName that it did not create).
+	// ReasonConflict: something keyferry would write is not keyferry's: a SecretBinding of
+	// a ClusterSecretBinding's bindingName that it did not create, or a vault key someone
+	// else changed since a SecretPush pushed it.
 	ReasonConflict = "Conflict"
+	// ReasonSourceNotFound: a SecretPush's source Secret is missing.
+	ReasonSourceNotFound = "SourceNotFound"
 	// ReasonBindingsNotReady: some of a ClusterSecretBinding's bindings are not Ready
 	// (failedNamespaces says which and why).
 	ReasonBindingsNotReady = "BindingsNotReady"
@@ -111,6 +114,13 @@ const (
 	// AnnotationTemplateHash on a SecretBinding written by a ClusterSecretBinding is a
 	// digest of what was applied, so an unchanged template costs no write.
 	AnnotationTemplateHash = "keyferry.dev/template-hash"
+	// LabelPush: "true" on a Secret lets SecretPushes of its namespace send its keys to a
+	// vault. Without it keyferry refuses (NotAllowed), so creating a SecretPush does not
+	// amount to sending any Secret of the namespace out of the cluster.
+	LabelPush = "keyferry.dev/push"
+	// FinalizerPushCleanup lets a deleted SecretPush with deletionPolicy Delete remove the
+	// keys it pushed first.
+	FinalizerPushCleanup = "keyferry.dev/push-cleanup"
 	// FieldManager is the server-side apply field manager of every write keyferry makes.
 	FieldManager = "keyferry"
 	// FinalizerSignout lets a deleted connection sign its session out first.

@@ -128,3 +128,20 @@ func (c *ClusterSecretBinding) GetBindingName() string {
 	}
 	return c.Name
 }
+
+// GetRefreshInterval returns refreshInterval, DefaultRefreshInterval when unset or below
+// the schema's 10s minimum.
+func (p *SecretPush) GetRefreshInterval() time.Duration {
+	if p.Spec.RefreshInterval == nil || p.Spec.RefreshInterval.Duration < 10*time.Second {
+		return DefaultRefreshInterval
+	}
+	return p.Spec.RefreshInterval.Duration
+}
+
+// GetUpdatePolicy returns updatePolicy, Replace when unset.
+func (p *SecretPush) GetUpdatePolicy() UpdatePolicy {
+	if p.Spec.UpdatePolicy == "" {
+		return UpdatePolicyReplace
+	}
+	return p.Spec.UpdatePolicy
+}

@@ -26,6 +26,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&ClusterVaultConnection{}, &ClusterVaultConnectionList{},
 		&SecretBinding{}, &SecretBindingList{},
 		&ClusterSecretBinding{}, &ClusterSecretBindingList{},
+		&SecretPush{}, &SecretPushList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -159,6 +159,26 @@ type RateLimit struct {
 	Period metav1.Duration `json:"period"`
 }
 
+// PushRequestSpec is the request that writes one key (http provider).
+type PushRequestSpec struct {
+	// method of the request: PUT (default), POST or PATCH.
+	// +optional
+	// +kubebuilder:default=PUT
+	// +kubebuilder:validation:Enum=PUT;POST;PATCH
+	Method string `json:"method,omitempty"`
+	// path below the connection's url, with an optional query, e.g.
+	// /v1/config/{vault}/{environment}/{key}.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="push.path must start with /"
+	Path string `json:"path"`
+	// body of the request, e.g. {"value": "{value}"}; sent as application/json when it
+	// looks like JSON.
+	// +optional
+	// +kubebuilder:validation:MaxLength=65536
+	Body string `json:"body,omitempty"`
+}
+
 // VaultConnectionSpec says where a vault is and how to authenticate to it.
 // +kubebuilder:validation:XValidation:rule="!has(self.url) || self.url.startsWith('https://') || (self.url.startsWith('http://') && has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="url must start with https:// (http:// only with allowInsecureHTTP: true)"
 // +kubebuilder:validation:XValidation:rule="self.provider != 'http' || has(self.url)",message="url is required for provider http"
@@ -203,6 +223,12 @@ type VaultConnectionSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('5m')",message="requestTimeout must be between 0s (exclusive) and 5m"
 	RequestTimeout *metav1.Duration `json:"requestTimeout,omitempty"`
+	// push is how SecretPushes write one key for the http provider: method, path and body
+	// with the placeholders {vault}, {environment}, {key} and {value} (JSON-escaped in a
+	// JSON body), one request per changed key. Other providers need none (keyway) or have
+	// no documented write API.
+	// +optional
+	Push *PushRequestSpec `json:"push,omitempty"`
 	// suspend stops every request to the provider through this connection while true
 	// (Flux's convention): it neither logs in nor refreshes its session, and its bindings
 	// hold their last Secret and status without pulling. Setting it back to false resumes
@@ -291,6 +317,11 @@ type ClusterVaultConnectionSpec struct {
 	// spec.request or the provider's native endpoint.
 	// +optional
 	AllowBindingRequest bool `json:"allowBindingRequest,omitempty"`
+	// allowPush lets SecretPushes of the selected namespaces write through this connection
+	// (within allowedVaults and allowedEnvironments). Off by default: a lent credential only
+	// reads.
+	// +optional
+	AllowPush bool `json:"allowPush,omitempty"`
 }
 
 // ClusterVaultConnection is a cluster-scoped VaultConnection that SecretBindings in the

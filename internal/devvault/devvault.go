@@ -4,6 +4,8 @@
 // one-hour tokens; Knowledge Stack's sign-in, refresh and sign-out; Stash's API-key
 // header; Keymint's error bodies. It is a development and test tool, not a vault: data and
 // credentials come from a file, nothing is encrypted, and it should listen on loopback.
+// Keyway's write endpoints (per-key upsert, the bulk push that replaces an environment,
+// the key listing and delete) behave as the open-source Keyway server does.
 //
 // Each vendor lives under its own path prefix (/keyway, /keystash, /stash,
 // /knowledgestack, /keymint) so that one process can stand in for all five. The secrets
@@ -36,6 +38,9 @@ type Data struct {
 	// Forbidden lists "vault" or "vault/environment" that every credential may not read
 	// (answered 403).
 	Forbidden []string `json:"forbidden"`
+	// Scopes limits Keyway tokens to scopes (read:secrets, write:secrets, delete:secrets);
+	// a token not listed has every scope.
+	Scopes map[string][]string `json:"scopes"`
 }
 
 // LoadData reads a Data file.
@@ -93,6 +98,7 @@ type Server struct {
 	faults   map[string]*Fault
 	windows  map[string][]time.Time
 	seq      int
+	ids      map[string]string // "vault\x00env\x00key" -> Keyway secret id
 }
 
 type session struct {
@@ -115,7 +121,7 @@ func New(data *Data, opts Options) *Server {
 		opts.Now = time.Now
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux(), data: data, sessions: map[string]session{},
-		counts: map[string]int{}, faults: map[string]*Fault{}, windows: map[string][]time.Time{}}
+		counts: map[string]int{}, faults: map[string]*Fault{}, windows: map[string][]time.Time{}, ids: map[string]string{}}
 	s.routes()
 	return s
 }

@@ -29,6 +29,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /keyway/v1/secrets/pull", s.keywayPull)
 	s.mux.HandleFunc("GET /keyway/v1/vaults", s.keywayVaults)
 	s.mux.HandleFunc("GET /keyway/v1/vaults/{owner}/{repo}/environments", s.keywayEnvironments)
+	s.keywayWriteRoutes()
 
 	// Keystash.
 	s.mux.HandleFunc("POST /keystash/login", s.keystashLogin)
