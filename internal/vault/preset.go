@@ -20,6 +20,8 @@ type Preset struct {
 	// NativePull builds the request for an environment's secrets; nil when the binding
 	// must say how (its request block).
 	NativePull *PullRequest
+	// Push is the vendor's documented write API; nil when it documents none.
+	Push *PushPreset
 	// Classify may re-classify an error response; nil keeps the status-code mapping.
 	Classify func(op string, resp *http.Response, body []byte, r Reason) Reason
 }

@@ -18,5 +18,6 @@ func init() {
 			Format:   FormatDotenv,
 			DataPath: "data.content",
 		},
+		Push: keywayPush,
 	})
 }
