@@ -9,10 +9,10 @@ package controllers
 // deleted by ClusterSecretBindings, whose finalizers/update lets those bindings carry
 // blockOwnerDeletion.
 //
-// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections;clustervaultconnections;clustersecretbindings,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections;clustervaultconnections;clustersecretbindings;secretpushes,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=keyferry.dev,resources=secretbindings,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/status;clustervaultconnections/status;secretbindings/status;clustersecretbindings/status,verbs=get;patch
-// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/finalizers;clustervaultconnections/finalizers;secretbindings/finalizers;clustersecretbindings/finalizers,verbs=update
+// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/status;clustervaultconnections/status;secretbindings/status;clustersecretbindings/status;secretpushes/status,verbs=get;patch
+// +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/finalizers;clustervaultconnections/finalizers;secretbindings/finalizers;clustersecretbindings/finalizers;secretpushes/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch

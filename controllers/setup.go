@@ -1,5 +1,5 @@
 // Package controllers wires keyferry's reconcilers into a manager: one package per
-// reconciler (binding, clusterbinding, connection, workload) and common for what they share; the caches
+// reconciler (binding, clusterbinding, connection, push, workload) and common for what they share; the caches
 // and clients they read through are set up here.
 package controllers
 
@@ -10,6 +10,7 @@ import (
 	"github.com/keyferry/keyferry/controllers/binding"
 	"github.com/keyferry/keyferry/controllers/clusterbinding"
 	"github.com/keyferry/keyferry/controllers/connection"
+	"github.com/keyferry/keyferry/controllers/push"
 	"github.com/keyferry/keyferry/controllers/workload"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -100,6 +101,15 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		if err := cb.SetupWithManager(mgr, children); err != nil {
 			return err
 		}
+	}
+	sources, err := newSelectedCache(mgr, &corev1.Secret{}, labels.SelectorFromSet(labels.Set{kf.LabelPush: "true"}))
+	if err != nil {
+		return err
+	}
+	if err := (&push.Reconciler{Client: mgr.GetClient(), Sources: sources, APIReader: mgr.GetAPIReader(),
+		Registry: opts.Registry, Clock: opts.Clock, Recorder: mgr.GetEventRecorder("keyferry"), HMACKey: opts.HMACKey,
+		Workers: 2}).SetupWithManager(mgr, sources); err != nil {
+		return err
 	}
 	return (&binding.Reconciler{
 		Client:    mgr.GetClient(),

@@ -14,7 +14,7 @@ import (
 	"github.com/keyferry/keyferry/internal/luascript"
 )
 
-var kinds = []string{"SecretBinding", "VaultConnection", "ClusterVaultConnection", "ClusterSecretBinding"}
+var kinds = []string{"SecretBinding", "VaultConnection", "ClusterVaultConnection", "ClusterSecretBinding", "SecretPush"}
 
 func readYAML(t *testing.T, path string, into any) {
 	t.Helper()
@@ -35,7 +35,7 @@ func TestHealthChecks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// One health rule for the four kinds: the copies must not drift apart.
+		// One health rule for every kind: the copies must not drift apart.
 		if first == nil {
 			first = script
 		} else if string(script) != string(first) {

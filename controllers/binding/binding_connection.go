@@ -3,16 +3,10 @@ package binding
 import (
 	"context"
 	"errors"
-	"path"
-	"strings"
 
 	"github.com/keyferry/keyferry/controllers/common"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
@@ -56,7 +50,7 @@ func (r *Reconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) 
 		}
 	}
 	if cvc, ok := conn.(*kf.ClusterVaultConnection); ok {
-		allowed, err := r.namespaceAllowed(ctx, cvc, b.Namespace)
+		allowed, err := common.NamespaceAllowed(ctx, r.Client, cvc, b.Namespace)
 		if err != nil {
 			return nil, rc, err
 		}
@@ -85,23 +79,6 @@ func (r *Reconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) 
 	return c, rc, nil
 }
 
-// namespaceAllowed says whether a ClusterVaultConnection lends itself to namespace. No
-// selector, or one that does not parse, allows none.
-func (r *Reconciler) namespaceAllowed(ctx context.Context, cvc *kf.ClusterVaultConnection, namespace string) (bool, error) {
-	if cvc.Spec.NamespaceSelector == nil {
-		return false, nil
-	}
-	sel, err := metav1.LabelSelectorAsSelector(cvc.Spec.NamespaceSelector)
-	if err != nil {
-		return false, nil
-	}
-	ns := &corev1.Namespace{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
-		return false, err
-	}
-	return sel.Matches(labels.Set(ns.Labels)), nil
-}
-
 // wakeConnection asks the connection's reconciler to look again now (a 401 or 403 was
 // seen, or it does not know yet that its credentials work).
 func (r *Reconciler) wakeConnection(rc resolvedConnection) {
@@ -125,9 +102,9 @@ func lentTarget(conn kf.Connection, b *kf.SecretBinding) (vault.Target, error) {
 	if cvc, ok := conn.(*kf.ClusterVaultConnection); ok {
 		lend := cvc.Spec
 		switch {
-		case !globsAllow(lend.AllowedVaults, b.Spec.Vault, b.Namespace):
+		case !common.GlobsAllow(lend.AllowedVaults, b.Spec.Vault, b.Namespace):
 			return vault.Target{}, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend vault %q to namespace %s (allowedVaults)", cvc.Name, b.Spec.Vault, b.Namespace)
-		case !globsAllow(lend.AllowedEnvironments, b.Spec.Environment, b.Namespace):
+		case !common.GlobsAllow(lend.AllowedEnvironments, b.Spec.Environment, b.Namespace):
 			return vault.Target{}, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend environment %q to namespace %s (allowedEnvironments)", cvc.Name, b.Spec.Environment, b.Namespace)
 		case rq != nil && !lend.AllowBindingRequest:
 			return vault.Target{}, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not let bindings set their own request (allowBindingRequest); remove spec.request to use the connection's", cvc.Name)
@@ -137,18 +114,4 @@ func lentTarget(conn kf.Connection, b *kf.SecretBinding) (vault.Target, error) {
 		rq = conn.ConnectionSpec().Request
 	}
 	return vaultTarget(b, rq), nil
-}
-
-// globsAllow says whether value matches one of patterns ({namespace} replaced by the
-// binding's namespace); no patterns allow everything, a malformed one matches nothing.
-func globsAllow(patterns []string, value, namespace string) bool {
-	if len(patterns) == 0 {
-		return true
-	}
-	for _, p := range patterns {
-		if ok, err := path.Match(strings.ReplaceAll(p, "{namespace}", namespace), value); err == nil && ok {
-			return true
-		}
-	}
-	return false
 }

@@ -14,12 +14,7 @@ import (
 
 // vaultTarget is what the binding reads, with the request rq (nil: the native endpoint).
 func vaultTarget(b *kf.SecretBinding, rq *kf.RequestSpec) vault.Target {
-	t := vault.Target{Vault: b.Spec.Vault, Environment: b.Spec.Environment}
-	if rq != nil {
-		t.Request = &vault.PullRequest{Method: rq.Method, Path: rq.Path, Body: rq.Body,
-			Format: vault.Format(rq.Format), DataPath: rq.DataPath}
-	}
-	return t
+	return vault.Target{Vault: b.Spec.Vault, Environment: b.Spec.Environment, Request: common.PullRequest(rq)}
 }
 
 func renderSpec(b *kf.SecretBinding) render.Spec {
