@@ -295,3 +295,34 @@ func TestSecretPushDeletionAndLending(t *testing.T) {
 		t.Fatalf("push through the lent connection: %q", v)
 	}
 }
+
+// The http provider pushes with the connection's explicit request (here aimed at the dev
+// vault's Keyway endpoints); providers without a documented write API are refused before
+// any request.
+func TestSecretPushHTTPAndUnsupportedProviders(t *testing.T) {
+	ns := newNamespace(t, nil)
+	vaultName, _ := ownVault(ns, "OTHER", "x")
+	cred := credentials(ns, "tok", map[string]string{"token": canaryToken})
+	vc := &kf.VaultConnection{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "generic"}, Spec: kf.VaultConnectionSpec{
+		Provider: kf.ProviderHTTP, URL: vaultURL + "/keyway", AllowInsecureHTTP: true,
+		Auth:    kf.AuthSpec{Bearer: &kf.BearerAuth{SecretRef: kf.SecretKeyReference{Name: "tok", Key: "token"}}},
+		Request: &kf.RequestSpec{Path: "/v1/secrets/pull?repo={vault}&environment={environment}", Format: kf.RequestFormatDotenv, DataPath: "data.content"},
+		Push:    &kf.PushRequestSpec{Method: "POST", Path: "/v1/vaults/{vault}/secrets", Body: `{"key":"{key}","value":"{value}","environment":"{environment}"}`},
+	}}
+	stash, stashCred := connectionFor(ns, "stash", "stash")
+	mustCreate(t, cred, vc, stash, stashCred, pushSource(ns, "src", map[string]string{"A": "1", "B": "2"}))
+	sp := pushFor(ns, "generic", "generic", vaultName, "src")
+	mustCreate(t, sp)
+	waitPush(t, sp, kf.ReasonSynced, "")
+	if vals := dev.Secrets(vaultName, "production"); vals["A"] != "1" || vals["B"] != "2" || vals["OTHER"] != "x" {
+		t.Fatalf("http push: %v", vals)
+	}
+	if n := writes(vaultName); n != 2 {
+		t.Fatalf("http push of two keys: %d requests", n)
+	}
+	refused := pushFor(ns, "stash", "stash", vaultName, "src")
+	mustCreate(t, refused)
+	if msg := readyCondition(waitPush(t, refused, kf.ReasonInvalidSpec, "").Status.Conditions).Message; !strings.Contains(msg, "documents no write API") {
+		t.Fatalf("stash push: %q", msg)
+	}
+}

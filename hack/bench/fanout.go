@@ -17,7 +17,6 @@ import (
 type fanoutResult struct {
 	ready                   time.Duration
 	pullsFirst, pullsPerInt float64
-	bindingWrites           int
 }
 
 // runFanout compares one ClusterSecretBinding over N namespaces with N SecretBindings
