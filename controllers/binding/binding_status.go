@@ -121,6 +121,11 @@ func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time
 		return next
 	}
 	retry := now.Add(min(backoff.Default.After(failures), interval))
+	if o.err.Class == common.ClassWaiting && !o.err.RetryAt.After(now) {
+		// A pause that is already over: go again at once (spread), not after a backoff
+		// grown by answers that only repeated the pause.
+		return now.Add(max(time.Duration(o.spread*float64(retrySpread)), time.Second))
+	}
 	if o.err.RetryAt.After(now) {
 		// Nothing succeeds before the provider allows it; a waiting failure needs no more.
 		at := o.err.RetryAt.Add(time.Duration(o.spread * float64(retrySpread)))

@@ -41,6 +41,7 @@ func TestNextSync(t *testing.T) {
 		{"many failures: at most 5m", syncOutcome{err: unavailable}, 40, t0.Add(5 * time.Minute)},
 		{"rate limited: at retryAfter, spread", syncOutcome{err: limited, spread: 0.5}, 7, t0.Add(90*time.Second + 2500*time.Millisecond)},
 		{"5xx with Retry-After waits for it", syncOutcome{err: down}, 1, t0.Add(30 * time.Second)},
+		{"a pause already over: again at once, whatever the failures", syncOutcome{err: &common.ConditionError{Reason: kf.ReasonRateLimited, Class: common.ClassWaiting, RetryAt: t0.Add(-time.Second)}, spread: 0.5}, 5, t0.Add(2500 * time.Millisecond)},
 		{"stalled with a near retryAfter: the backoff is longer", syncOutcome{err: unauthorizedSoon}, 2, t0.Add(10 * time.Second)},
 		{"stalled with a far retryAfter: not before it", syncOutcome{err: unauthorizedLate}, 1, t0.Add(time.Minute)},
 		{"OnChange success: no schedule", syncOutcome{policy: kf.RefreshPolicyOnChange, fetchedAt: t0}, 0, time.Time{}},

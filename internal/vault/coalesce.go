@@ -199,8 +199,13 @@ func (f *coalescer) run(ctx context.Context, key string, t Target, fl *flight) {
 	if err != nil {
 		res.Snapshot = Snapshot{}
 		res.errTill = at.Add(errorHold)
-		if ve, ok := AsError(err); ok && ve.RetryAt.After(res.errTill) {
+		if ve, ok := AsError(err); ok && !ve.RetryAt.IsZero() {
+			// The provider said when to come back: exactly then, not later (a hold past
+			// it answered callers with a pause already over, and they backed off).
 			res.errTill = ve.RetryAt
+			if minHold := at.Add(time.Second); res.errTill.Before(minHold) {
+				res.errTill = minHold
+			}
 		}
 	}
 
