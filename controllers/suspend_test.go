@@ -60,16 +60,24 @@ func stays(t *testing.T, what string, pulls string, b *kf.SecretBinding, check f
 	}
 }
 
-// A suspended binding sends no request, writes no Secret (not even a deleted one back),
-// handles no refresh and keeps its status; resuming syncs at once.
-func TestSuspendedBindingTouchesNothing(t *testing.T) {
-	ns := newNamespace(t, nil)
+// syncedOnOwnVault is a namespace with a Keyway connection and a binding "app" synced
+// from the test's own vault (K=1), with that vault's pull counter.
+func syncedOnOwnVault(t *testing.T) (ns string, vc *kf.VaultConnection, b *kf.SecretBinding, vaultName, pulls string) {
+	t.Helper()
+	ns = newNamespace(t, nil)
 	vc, cred := connectionFor(ns, "keyway", "keyway")
-	vaultName, pulls := ownVault(ns, "K", "1")
-	b := bindingFor(ns, "app", "keyway", "keyway")
+	vaultName, pulls = ownVault(ns, "K", "1")
+	b = bindingFor(ns, "app", "keyway", "keyway")
 	b.Spec.Vault = vaultName
 	mustCreate(t, cred, vc, b)
 	waitReason(t, b, kf.ReasonSynced)
+	return ns, vc, b, vaultName, pulls
+}
+
+// A suspended binding sends no request, writes no Secret (not even a deleted one back),
+// handles no refresh and keeps its status; resuming syncs at once.
+func TestSuspendedBindingTouchesNothing(t *testing.T) {
+	ns, _, b, vaultName, pulls := syncedOnOwnVault(t)
 
 	setSuspend(t, b, true)
 	dev.SetSecret(vaultName, "production", "K", "2")
@@ -96,13 +104,7 @@ func TestSuspendedBindingTouchesNothing(t *testing.T) {
 // A suspended connection sends nothing: its bindings neither pull nor change status, its
 // own status stays; resuming brings both back.
 func TestSuspendedConnectionSendsNothing(t *testing.T) {
-	ns := newNamespace(t, nil)
-	vc, cred := connectionFor(ns, "keyway", "keyway")
-	vaultName, pulls := ownVault(ns, "K", "1")
-	b := bindingFor(ns, "app", "keyway", "keyway")
-	b.Spec.Vault = vaultName
-	mustCreate(t, cred, vc, b)
-	waitReason(t, b, kf.ReasonSynced)
+	ns, vc, b, vaultName, pulls := syncedOnOwnVault(t)
 	waitConnReason(t, vc, kf.ReasonAuthenticated)
 
 	setSuspend(t, vc, true)

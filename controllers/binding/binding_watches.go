@@ -74,10 +74,6 @@ func (r *Reconciler) connectionToBindings(kind kf.ConnectionKind) handler.MapFun
 		if err := r.Client.List(ctx, list, opts...); err != nil {
 			return nil
 		}
-		reqs := make([]ctrl.Request, 0, len(list.Items))
-		for i := range list.Items {
-			reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-		}
-		return reqs
+		return common.Requests(list)
 	}
 }

@@ -71,11 +71,7 @@ func (r *Reconciler) everyClusterBinding(ctx context.Context, _ client.Object) [
 	if err := r.Client.List(ctx, list); err != nil {
 		return nil
 	}
-	reqs := make([]ctrl.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-	}
-	return reqs
+	return common.Requests(list)
 }
 
 // namespaceMembershipChanged passes what can change whether a namespace is selected: its

@@ -79,9 +79,5 @@ func (r *Reconciler) list(ctx context.Context, opts ...client.ListOption) []ctrl
 	if err := r.Client.List(ctx, list, opts...); err != nil {
 		return nil
 	}
-	reqs := make([]ctrl.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-	}
-	return reqs
+	return common.Requests(list)
 }
