@@ -57,6 +57,10 @@ control-plane: ## Build (once per machine) the local kube-apiserver, etcd and ku
 test: manifests generate fmt vet helm ## Run all tests, integration tests on a real local apiserver.
 	KUBEBUILDER_ASSETS="$$(hack/build-control-plane.sh)" HELM="$(HELM)" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: kubectl-plugin
+kubectl-plugin: ## Build the kubectl plugin into ./bin/kubectl-keyferry (put ./bin on PATH: kubectl keyferry ...).
+	go build -trimpath -ldflags "-s -w -X github.com/keyferry/keyferry/internal/version.Version=$(VERSION)" -o $(LOCALBIN)/kubectl-keyferry ./cmd/kubectl-keyferry
+
 .PHONY: demo
 demo: ## Run keyferry locally: control plane, dev vault, sample bindings, manager (Ctrl-C stops; KEYFERRY_DEMO_ONCE=1 exits after the first sync).
 	go run ./hack/demo

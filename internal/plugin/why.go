@@ -1,0 +1,206 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+)
+
+const whyEvents = 5
+
+func newWhyCommand(o *Options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "why BINDING",
+		Short: "Why a binding is in its state, and what to do",
+		Long: `why tells one binding's story: its conditions and message, its connection's state
+(authenticated, token expiry, paused until), recent Events of both, whether its Secret was
+changed by hand, what it waits for, and what to do next for its reason.`,
+		Example: `  kubectl keyferry why payments -n shop`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ns, err := o.namespace()
+			if err != nil {
+				return err
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			return why(ctxOf(cmd), c, o.Streams.Out, types.NamespacedName{Namespace: ns, Name: args[0]}, o.now())
+		},
+	}
+}
+
+func why(ctx context.Context, c client.Client, w io.Writer, key types.NamespacedName, now time.Time) error {
+	b := &kf.SecretBinding{}
+	if err := c.Get(ctx, key, b); err != nil {
+		return err
+	}
+	ready := meta.FindStatusCondition(b.Status.Conditions, kf.ConditionReady)
+	fmt.Fprintf(w, "SecretBinding %s/%s (%s %s, %s)\n", b.Namespace, b.Name, b.Spec.Vault, b.Spec.Environment, b.GetRefreshPolicy())
+	switch {
+	case b.Spec.Suspend:
+		fmt.Fprintln(w, "  SUSPENDED: keyferry does not touch it until spec.suspend is false.")
+	case b.Status.ObservedGeneration != b.Generation:
+		fmt.Fprintf(w, "  generation %d not handled yet (last handled: %d)\n", b.Generation, b.Status.ObservedGeneration)
+	}
+	for _, t := range []string{kf.ConditionReady, kf.ConditionReconciling, kf.ConditionStalled} {
+		if cond := meta.FindStatusCondition(b.Status.Conditions, t); cond != nil {
+			fmt.Fprintf(w, "  %s=%s  %s, %s: %s\n", cond.Type, cond.Status, cond.Reason, ago(now, cond.LastTransitionTime.Time), cond.Message)
+		}
+	}
+	if ready == nil {
+		fmt.Fprintln(w, "  no status yet: keyferry has not handled it (is the operator running?)")
+	}
+	fmt.Fprintf(w, "  %s, %s\n", plural(int(b.Status.SyncedKeys), "key"), timing(BindingNode{LastSync: b.Status.LastSyncTime, NextSync: b.Status.NextSyncTime,
+		RetryAfter: b.Status.RetryAfter, Suspended: b.Spec.Suspend}, now))
+	if v := b.Annotations[kf.AnnotationRefresh]; v != "" && v != b.Status.LastHandledRefresh {
+		fmt.Fprintf(w, "  refresh %q asked, not handled yet\n", v)
+	}
+
+	conn, err := connectionOf(ctx, c, b.Namespace, b.Spec.ConnectionRef)
+	if err != nil {
+		return err
+	}
+	ref := b.Spec.ConnectionRef
+	fmt.Fprintf(w, "\n%s %s\n", ref.GetKind(), ref.Name)
+	if conn == nil {
+		fmt.Fprintln(w, "  does not exist")
+	} else {
+		writeConnection(w, conn, now)
+	}
+
+	fmt.Fprintf(w, "\nSecret %s\n", b.GetTargetName())
+	if err := writeSecret(ctx, c, w, b); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w, "\nWaiting for")
+	fmt.Fprintf(w, "  %s\n", waitingFor(b, ready, now))
+
+	fmt.Fprintln(w, "\nRecent events")
+	evs, err := events(ctx, c, b, "SecretBinding", whyEvents)
+	if err != nil {
+		return err
+	}
+	if conn != nil {
+		more, err := events(ctx, c, conn, string(ref.GetKind()), whyEvents)
+		if err != nil {
+			return err
+		}
+		evs = append(evs, more...)
+		slices.SortFunc(evs, func(a, b corev1.Event) int { return eventTime(a).Time.Compare(eventTime(b).Time) })
+	}
+	if len(evs) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
+	for _, e := range evs {
+		fmt.Fprintf(w, "  %s  %s  %s %s  %s\n", ago(now, eventTime(e).Time), e.Type, e.InvolvedObject.Kind, e.Reason, e.Message)
+	}
+
+	reason := kf.ReasonProgressing
+	if ready != nil {
+		reason = ready.Reason
+	}
+	fmt.Fprintf(w, "\nWhat to do (%s)\n  %s\n", reason, adviceFor(reason))
+	return nil
+}
+
+func writeConnection(w io.Writer, conn kf.Connection, now time.Time) {
+	st := conn.ConnectionStatus()
+	if conn.ConnectionSpec().Suspend {
+		fmt.Fprintln(w, "  SUSPENDED: no request goes through it")
+	}
+	if cond := meta.FindStatusCondition(st.Conditions, kf.ConditionReady); cond != nil {
+		fmt.Fprintf(w, "  Ready=%s  %s: %s\n", cond.Status, cond.Reason, cond.Message)
+	} else {
+		fmt.Fprintln(w, "  no status yet")
+	}
+	if st.AuthenticatedTime != nil {
+		fmt.Fprintf(w, "  authenticated %s\n", ago(now, st.AuthenticatedTime.Time))
+	}
+	if st.TokenExpiresAt != nil {
+		fmt.Fprintf(w, "  token expires %s\n", in(now, st.TokenExpiresAt.Time))
+	}
+	if st.RetryAfter != nil && st.RetryAfter.After(now) {
+		fmt.Fprintf(w, "  paused until %s (%s): no request leaves before\n", st.RetryAfter.UTC().Format(time.RFC3339), in(now, st.RetryAfter.Time))
+	}
+}
+
+// writeSecret says whether the Secret exists, how many keys it has, and whether someone
+// other than keyferry wrote its data since (from managedFields: never a value).
+func writeSecret(ctx context.Context, c client.Client, w io.Writer, b *kf.SecretBinding) error {
+	s := &corev1.Secret{}
+	err := c.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.GetTargetName()}, s)
+	switch {
+	case apierrors.IsNotFound(err):
+		fmt.Fprintln(w, "  missing: keyferry writes it at the next sync")
+		return nil
+	case apierrors.IsForbidden(err):
+		fmt.Fprintln(w, "  (you may not read Secrets here)")
+		return nil
+	case err != nil:
+		return err
+	}
+	fmt.Fprintf(w, "  %s, type %s\n", plural(len(s.Data), "key"), s.Type)
+	if by := editedBy(s.ManagedFields); by != "" {
+		fmt.Fprintf(w, "  data changed by %q since keyferry wrote it: drifted (keyferry restores it unless refreshPolicy is CreatedOnce)\n", by)
+	} else {
+		fmt.Fprintln(w, "  data as keyferry wrote it")
+	}
+	return nil
+}
+
+// editedBy returns the last field manager other than keyferry that holds a data key.
+func editedBy(fields []metav1.ManagedFieldsEntry) string {
+	var who string
+	var at time.Time
+	for _, f := range fields {
+		if f.Manager == kf.FieldManager || strings.HasPrefix(f.Manager, kf.FieldManager+"-") || f.FieldsV1 == nil {
+			continue
+		}
+		if !strings.Contains(string(f.FieldsV1.Raw), `"f:data"`) && !strings.Contains(string(f.FieldsV1.Raw), `"f:stringData"`) {
+			continue
+		}
+		if f.Time != nil && f.Time.After(at) {
+			who, at = f.Manager, f.Time.Time
+		} else if who == "" {
+			who = f.Manager
+		}
+	}
+	return who
+}
+
+// waitingFor says what the binding waits for now.
+func waitingFor(b *kf.SecretBinding, ready *metav1.Condition, now time.Time) string {
+	rec := meta.FindStatusCondition(b.Status.Conditions, kf.ConditionReconciling)
+	stalled := meta.FindStatusCondition(b.Status.Conditions, kf.ConditionStalled)
+	switch {
+	case b.Spec.Suspend:
+		return "spec.suspend to be false"
+	case ready == nil:
+		return "its first sync"
+	case b.Status.RetryAfter != nil && b.Status.RetryAfter.After(now):
+		return "the provider's pause to end, " + in(now, b.Status.RetryAfter.Time)
+	case stalled != nil && stalled.Status == metav1.ConditionTrue:
+		return "a change of spec, credentials or target (keyferry still retries with backoff)"
+	case rec != nil && rec.Status == metav1.ConditionTrue:
+		return rec.Message
+	case b.Status.NextSyncTime != nil:
+		return "the next refresh, " + in(now, b.Status.NextSyncTime.Time)
+	}
+	return "a change (refreshPolicy " + string(b.GetRefreshPolicy()) + ": no scheduled refresh)"
+}
