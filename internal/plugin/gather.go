@@ -165,7 +165,7 @@ func events(ctx context.Context, c client.Client, obj client.Object, kind string
 			out = append(out, e)
 		}
 	}
-	slices.SortFunc(out, func(a, b corev1.Event) int { return eventTime(a).Time.Compare(eventTime(b).Time) })
+	slices.SortFunc(out, func(a, b corev1.Event) int { return eventTime(a).Compare(eventTime(b).Time) })
 	if len(out) > n {
 		out = out[len(out)-n:]
 	}

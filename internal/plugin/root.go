@@ -7,6 +7,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -69,7 +70,7 @@ func Main(o *Options, args []string) int {
 	cmd.SetErr(o.Streams.ErrOut)
 	if err := cmd.Execute(); err != nil {
 		var exit exitError
-		if asExit(err, &exit) {
+		if errors.As(err, &exit) {
 			if exit.msg != "" {
 				fmt.Fprintln(o.Streams.ErrOut, exit.msg)
 			}
@@ -88,14 +89,6 @@ type exitError struct {
 }
 
 func (e exitError) Error() string { return e.msg }
-
-func asExit(err error, into *exitError) bool {
-	e, ok := err.(exitError)
-	if ok {
-		*into = e
-	}
-	return ok
-}
 
 func (o *Options) now() time.Time {
 	if o.Now != nil {

@@ -102,7 +102,7 @@ func why(ctx context.Context, c client.Client, w io.Writer, key types.Namespaced
 			return err
 		}
 		evs = append(evs, more...)
-		slices.SortFunc(evs, func(a, b corev1.Event) int { return eventTime(a).Time.Compare(eventTime(b).Time) })
+		slices.SortFunc(evs, func(a, b corev1.Event) int { return eventTime(a).Compare(eventTime(b).Time) })
 	}
 	if len(evs) == 0 {
 		fmt.Fprintln(w, "  none")
@@ -172,7 +172,7 @@ func editedBy(fields []metav1.ManagedFieldsEntry) string {
 		if f.Manager == kf.FieldManager || strings.HasPrefix(f.Manager, kf.FieldManager+"-") || f.FieldsV1 == nil {
 			continue
 		}
-		if !strings.Contains(string(f.FieldsV1.Raw), `"f:data"`) && !strings.Contains(string(f.FieldsV1.Raw), `"f:stringData"`) {
+		if raw := f.FieldsV1.GetRawString(); !strings.Contains(raw, `"f:data"`) && !strings.Contains(raw, `"f:stringData"`) {
 			continue
 		}
 		if f.Time != nil && f.Time.After(at) {
