@@ -69,6 +69,11 @@ demo: ## Run keyferry locally: control plane, dev vault, sample bindings, manage
 test-e2e: helm ## End-to-end tests: the manager and kubectl binaries against the local control plane and dev vault.
 	HELM="$(HELM)" go test -tags e2e -count=1 -timeout 20m ./test/e2e/...
 
+.PHONY: test-cluster
+test-cluster: image ## Tests on a real local node (root: kubelet, containerd, runc, CNI; node binaries built once per machine).
+	hack/build-node.sh >/dev/null
+	go test -tags node -count=1 -timeout 20m ./test/node/...
+
 BENCH_ARGS ?= -n 1000 -e 10 -c 1 -u 0 -interval 30s
 
 .PHONY: bench
@@ -104,10 +109,11 @@ run: manifests generate ## Run the manager from your host against the current ku
 	go run ./cmd/manager
 
 .PHONY: image
-image: ## Build the images as archives for `docker load` / `ctr images import`, without a Docker engine: the manager (IMG), the dev vault and the test app.
+image: ## Build the images as archives for `docker load` / `ctr images import`, without a Docker engine: the manager (IMG), the dev vault, the test app and the local node's pod sandbox.
 	go run ./hack/image -cmd ./cmd/manager -tag $(IMG) -version $(VERSION) -out $(LOCALBIN)/keyferry.tar
 	go run ./hack/image -cmd ./cmd/devvault -tag keyferry-devvault:dev -version $(VERSION) -out $(LOCALBIN)/keyferry-devvault.tar
 	go run ./hack/image -cmd ./hack/testapp -tag keyferry-testapp:dev -version $(VERSION) -out $(LOCALBIN)/keyferry-testapp.tar
+	go run ./hack/image -cmd ./hack/pause -tag keyferry-pause:dev -version $(VERSION) -out $(LOCALBIN)/keyferry-pause.tar
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

@@ -24,6 +24,8 @@ func main() {
 	var (
 		listen = flag.String("listen", "127.0.0.1:8200", "Address to listen on (port 0 picks a free one).")
 		data   = flag.String("data", "hack/devvault-data.json", "JSON file with vaults, tokens, API keys and users.")
+		cert   = flag.String("tls-cert", "", "PEM certificate to serve HTTPS with (with --tls-key); plain HTTP without.")
+		key    = flag.String("tls-key", "", "PEM private key of --tls-cert.")
 		opts   devvault.Options
 	)
 	flag.DurationVar(&opts.TokenTTL, "token-ttl", time.Hour, "Lifetime of session tokens (Keystash, Knowledge Stack).")
@@ -34,12 +36,12 @@ func main() {
 	flag.BoolVar(&opts.KnowledgeStackCookie, "knowledgestack-cookie", false, "Knowledge Stack sign-in answers with a ks_uat cookie instead of access_token.")
 	flag.Parse()
 
-	if err := run(*listen, *data, opts); err != nil {
+	if err := run(*listen, *data, *cert, *key, opts); err != nil {
 		log.Fatalf("devvault: %v", err)
 	}
 }
 
-func run(listen, dataFile string, opts devvault.Options) error {
+func run(listen, dataFile, cert, key string, opts devvault.Options) error {
 	d, err := devvault.LoadData(dataFile)
 	if err != nil {
 		return err
@@ -48,8 +50,12 @@ func run(listen, dataFile string, opts devvault.Options) error {
 	if err != nil {
 		return err
 	}
+	scheme := "http"
+	if cert != "" {
+		scheme = "https"
+	}
 	// The first line on stdout is the address, so scripts can read a picked port.
-	fmt.Printf("devvault listening on http://%s\n", ln.Addr())
+	fmt.Printf("devvault listening on %s://%s\n", scheme, ln.Addr())
 	log.Printf("devvault: DEVELOPMENT TOOL, not a vault. Vendors under /keyway, /keystash, /stash, /knowledgestack, /keymint; request counts at /debug/counts")
 	srv := &http.Server{Handler: devvault.New(d, opts), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -60,7 +66,11 @@ func run(listen, dataFile string, opts devvault.Options) error {
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	serve := func() error { return srv.Serve(ln) }
+	if cert != "" {
+		serve = func() error { return srv.ServeTLS(ln, cert, key) }
+	}
+	if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -47,6 +47,10 @@ type Options struct {
 	ManagerEnv []string
 	// Progress receives what the stack is doing; os.Stderr when nil.
 	Progress io.Writer
+	// APIServerAddress is where kube-apiserver listens and what it advertises (the local
+	// node's bridge address, so that pods reach it); 127.0.0.1 when empty. With it, the
+	// ServiceAccount admission plugin is on, so pods get their tokens.
+	APIServerAddress string
 }
 
 // Stack is a running local control plane with the dev vault; the manager runs on demand.
@@ -120,6 +124,30 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	s.logf("starting etcd and kube-apiserver")
 	s.env = &envtest.Environment{BinaryAssetsDirectory: assets}
+	if addr := opts.APIServerAddress; addr != "" {
+		api := s.env.ControlPlane.GetAPIServer()
+		// envtest keeps the address only with a port (else it picks both on loopback).
+		l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("no free port on %s: %w", addr, err)
+		}
+		api.Port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+		_ = l.Close()
+		api.Address = addr
+		// Pods dial the kubernetes Service's address (the first of envtest's 10.0.0.0/24).
+		api.CertDir = filepath.Join(s.Dir, "apiserver-certs")
+		ca, err := writeServingCert(api.CertDir, net.ParseIP(addr), net.IPv4(10, 0, 0, 1))
+		if err != nil {
+			return nil, err
+		}
+		api.CA = ca
+		args := api.Configure()
+		args.Set("advertise-address", addr)
+		// envtest turns ServiceAccount admission off (it has no node); pods need it.
+		args.Disable("disable-admission-plugins")
+		// Reach the kubelet (logs, exec) at its address, never through a DNS lookup.
+		args.Set("kubelet-preferred-address-types", "InternalIP")
+	}
 	if _, err := s.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting the local control plane: %w", err)
 	}
@@ -175,7 +203,8 @@ func (s *Stack) controlPlane(ctx context.Context) (string, error) {
 // (rollouts are real), namespace lifecycle and ServiceAccount tokens.
 var localControllers = []string{"garbage-collector-controller", "deployment-controller", "replicaset-controller",
 	"statefulset-controller", "daemonset-controller", "namespace-controller", "serviceaccount-controller",
-	"serviceaccount-token-controller"}
+	"serviceaccount-token-controller", "root-ca-certificate-publisher-controller", "node-lifecycle-controller",
+	"endpointslice-controller"}
 
 // startControllerManager runs kube-controller-manager against the local apiserver, signing
 // ServiceAccount tokens with the apiserver's own key.
@@ -185,8 +214,15 @@ func (s *Stack) startControllerManager(assets string) error {
 	if err != nil {
 		return err
 	}
+	// The apiserver's serving CA, which the root CA publisher puts in every namespace
+	// (kube-root-ca.crt, mounted into pods).
+	rootCA := filepath.Join(s.Dir, "apiserver-ca.crt")
+	if err := os.WriteFile(rootCA, s.env.ControlPlane.APIServer.CA, 0o644); err != nil {
+		return err
+	}
 	cmd := exec.Command(filepath.Join(assets, "kube-controller-manager"),
 		"--kubeconfig", s.Kubeconfig,
+		"--root-ca-file", rootCA,
 		"--controllers", strings.Join(localControllers, ","),
 		"--service-account-private-key-file", filepath.Join(s.env.ControlPlane.APIServer.CertDir, "sa-signer.key"),
 		"--use-service-account-credentials=false",

@@ -1,0 +1,302 @@
+//go:build node
+
+// Package node tests keyferry where its users run it: its own image installed by its Helm
+// chart on a real node (kubelet, containerd, runc, CNI) built from the same module sources
+// as the local control plane, a dev vault pod behind HTTPS, and workloads that read the
+// Secrets keyferry writes. Run with `make test-cluster` (root; it builds the images and,
+// once per machine, the node binaries).
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyferry/keyferry/internal/devcert"
+	"github.com/keyferry/keyferry/internal/localnode"
+	"github.com/keyferry/keyferry/internal/localstack"
+)
+
+var node *localnode.Node
+
+// vaultIP is the dev vault Service's fixed ClusterIP (no DNS on the node: the connection
+// and the certificate name the address).
+const vaultIP = "10.0.0.100"
+
+func repoRoot() string {
+	wd, _ := os.Getwd()
+	return filepath.Join(wd, "..", "..")
+}
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	root := repoRoot()
+	var err error
+	node, err = localnode.Start(context.Background(), localnode.Options{RepoRoot: root,
+		Images: []string{filepath.Join(root, "bin", "keyferry.tar"), filepath.Join(root, "bin", "keyferry-testapp.tar"),
+			filepath.Join(root, "bin", "keyferry-devvault.tar")},
+		Stack: localstack.Options{}})
+	if node != nil {
+		defer node.Stop()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the local node:", err)
+		return 1
+	}
+	helm := os.Getenv("HELM")
+	if helm == "" {
+		helm = filepath.Join(root, "bin", "helm")
+	}
+	install := exec.Command(helm, "install", "kf", filepath.Join(root, "charts", "keyferry"), "--namespace", "keyferry-system",
+		"--set", "image.tag=dev", "--set", "image.pullPolicy=Never", "--set", "crds.install=false",
+		"--set", "replicaCount=2", "--wait", "--timeout", "3m")
+	install.Env = append(os.Environ(), "KUBECONFIG="+node.Kubeconfig)
+	if out, err := install.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "helm install: %v\n%s\n", err, out)
+		managerLogs()
+		return 1
+	}
+	code := m.Run()
+	if code != 0 {
+		managerLogs()
+	}
+	return code
+}
+
+func managerLogs() {
+	out, _ := node.Kubectl(context.Background(), "logs", "-n", "keyferry-system", "-l", "app.kubernetes.io/name=keyferry", "--tail", "40", "--prefix")
+	fmt.Fprintf(os.Stderr, "--- manager pods' log\n%s\n", out)
+}
+
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := node.Kubectl(context.Background(), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func apply(t *testing.T, manifest string) {
+	t.Helper()
+	if _, err := node.KubectlIn(context.Background(), manifest, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; last: %s", what, last)
+}
+
+// get fetches url (a pod or Service address on the node) and returns the body.
+func get(method, url, body string) (string, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// devVault runs the dev vault as a pod behind a Service at vaultIP, serving HTTPS with a
+// certificate of a CA made here; it returns the CA's PEM.
+func devVault(t *testing.T) string {
+	t.Helper()
+	ca, err := devcert.NewCA("dev-vault-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, err := ca.Serving("dev-vault", nil, []net.IP{net.ParseIP(vaultIP)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(repoRoot(), "hack", "devvault-data.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := func(b []byte) string { j, _ := json.Marshal(string(b)); return string(j) }
+	apply(t, fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata: {name: vault}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tls, namespace: vault}
+stringData: {tls.crt: %s, tls.key: %s, data.json: %s}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: devvault, namespace: vault}
+spec:
+  clusterIP: %s
+  selector: {app: devvault}
+  ports: [{port: 8443, targetPort: 8443}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: devvault, namespace: vault}
+spec:
+  selector: {matchLabels: {app: devvault}}
+  template:
+    metadata: {labels: {app: devvault}}
+    spec:
+      containers:
+      - name: devvault
+        image: docker.io/library/keyferry-devvault:dev
+        imagePullPolicy: Never
+        args: ["--listen", ":8443", "--data", "/etc/devvault/data.json", "--tls-cert", "/etc/devvault/tls.crt", "--tls-key", "/etc/devvault/tls.key", "--keyway-limit", "0"]
+        readinessProbe: {tcpSocket: {port: 8443}, periodSeconds: 1}
+        volumeMounts: [{name: tls, mountPath: /etc/devvault}]
+      volumes: [{name: tls, secret: {secretName: tls}}]
+`, q(serving.CertPEM), q(serving.KeyPEM), q(data), vaultIP))
+	kubectl(t, "rollout", "status", "deployment/devvault", "-n", "vault", "--timeout=90s")
+	return string(ca.CertPEM)
+}
+
+// setVault changes a value in the dev vault pod (its debug endpoint, through its Service).
+func setVault(t *testing.T, vaultName, env, key, value string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"environment": env, "key": key, "value": value})
+	cmd := exec.Command("curl", "-sk", "-X", "PUT", "--data-binary", string(body), fmt.Sprintf("https://%s:8443/debug/secrets/%s", vaultIP, vaultName))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("setting %s in the dev vault: %v %s", key, err, out)
+	}
+}
+
+// The whole path a user takes: keyferry's pods (two replicas, one leading) from its image
+// and chart pull from a vault over HTTPS (its CA from a Secret) into a Secret that a
+// Deployment reads as an environment variable and as a file; a change in the vault reaches
+// the file in place and restarts the Deployment for the variable.
+func TestWorkloadReadsWhatKeyferryWrote(t *testing.T) {
+	caPEM := devVault(t)
+	caJSON, _ := json.Marshal(caPEM)
+	apply(t, fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: keyway, namespace: shop, labels: {keyferry.dev/credentials: "true"}}
+stringData: {token: %s, ca.crt: %s}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: VaultConnection
+metadata: {name: keyway, namespace: shop}
+spec:
+  provider: keyway
+  url: https://%s:8443/keyway
+  caBundleSecretRef: {name: keyway, key: ca.crt}
+  auth: {bearer: {secretRef: {name: keyway, key: token}}}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: SecretBinding
+metadata: {name: payments, namespace: shop}
+spec:
+  connectionRef: {name: keyway}
+  vault: acme/payments
+  environment: production
+  target: {name: payments-env}
+`, localstack.DemoCredentials["keyway"], string(caJSON), vaultIP))
+	kubectl(t, "wait", "--for=condition=Ready", "--timeout=90s", "-n", "shop", "secretbinding/payments")
+
+	apply(t, `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop, namespace: shop, labels: {keyferry.dev/restart-on-change: "true"}}
+spec:
+  selector: {matchLabels: {app: shop}}
+  template:
+    metadata: {labels: {app: shop}}
+    spec:
+      containers:
+      - name: app
+        image: docker.io/library/keyferry-testapp:dev
+        imagePullPolicy: Never
+        args: ["-env", "DB_USER", "-file", "/secrets/DB_USER", "-listen", ":8080"]
+        env:
+        - name: DB_USER
+          valueFrom: {secretKeyRef: {name: payments-env, key: DB_USER}}
+        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+        volumeMounts: [{name: secrets, mountPath: /secrets}]
+      volumes: [{name: secrets, secret: {secretName: payments-env}}]
+`)
+	kubectl(t, "rollout", "status", "deployment/shop", "-n", "shop", "--timeout=90s")
+	show := func() (string, string) {
+		ip := kubectl(t, "get", "pods", "-n", "shop", "-l", "app=shop", "--field-selector=status.phase=Running",
+			"-o", "jsonpath={.items[0].status.podIP}")
+		out, err := get(http.MethodGet, "http://"+ip+":8080/", "")
+		if err != nil {
+			return "", err.Error()
+		}
+		return out, ""
+	}
+	out, _ := show()
+	if !strings.Contains(out, "env DB_USER=payments\n") || !strings.Contains(out, "file /secrets/DB_USER=payments\n") {
+		t.Fatalf("the workload reads:\n%s", out)
+	}
+	first := kubectl(t, "get", "pods", "-n", "shop", "-l", "app=shop", "-o", "jsonpath={.items[0].metadata.name}")
+
+	// A change in the vault: keyferry writes it, the kubelet updates the file in place,
+	// and keyferry restarts the Deployment for its environment variable.
+	setVault(t, "acme/payments", "production", "DB_USER", "payments-v2")
+	kubectl(t, "annotate", "sb", "payments", "-n", "shop", "--overwrite", "keyferry.dev/refresh=node-1")
+	waitFor(t, 120*time.Second, "a new pod that reads the new value", func() (bool, string) {
+		out, errText := show()
+		return strings.Contains(out, "env DB_USER=payments-v2\n") && strings.Contains(out, "file /secrets/DB_USER=payments-v2\n"), out + errText
+	})
+	waitFor(t, 60*time.Second, "the first pod to go", func() (bool, string) {
+		now := kubectl(t, "get", "pods", "-n", "shop", "-l", "app=shop", "-o", "jsonpath={.items[*].metadata.name}")
+		return !strings.Contains(now, first), now
+	})
+	if restarted := kubectl(t, "get", "deployment", "shop", "-n", "shop", "-o", `jsonpath={.spec.template.metadata.annotations.keyferry\.dev/restarted-for}`); restarted == "" {
+		t.Error("the Deployment carries no keyferry.dev/restarted-for annotation")
+	}
+}
+
+// Two replicas, one leader; deleting the leader's pod hands the lease over and syncing goes
+// on.
+func TestLeaderFailoverOnTheNode(t *testing.T) {
+	holder := func() string {
+		out, _ := node.Kubectl(context.Background(), "get", "lease", "-n", "keyferry-system", "-o", "jsonpath={.items[0].spec.holderIdentity}")
+		return strings.TrimSpace(out)
+	}
+	waitFor(t, 60*time.Second, "a leader", func() (bool, string) { h := holder(); return h != "", h })
+	leader := holder()
+	pod := strings.SplitN(leader, "_", 2)[0]
+	kubectl(t, "delete", "pod", "-n", "keyferry-system", pod, "--wait=false")
+	waitFor(t, 90*time.Second, "another leader", func() (bool, string) {
+		h := holder()
+		return h != "" && !strings.HasPrefix(h, pod), h
+	})
+	kubectl(t, "annotate", "sb", "payments", "-n", "shop", "--overwrite", "keyferry.dev/refresh=after-failover")
+	waitFor(t, 60*time.Second, "the refresh handled by the new leader", func() (bool, string) {
+		out := kubectl(t, "get", "sb", "payments", "-n", "shop", "-o", "jsonpath={.status.lastHandledRefresh}")
+		return out == "after-failover", out
+	})
+}
