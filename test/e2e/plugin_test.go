@@ -47,7 +47,7 @@ func TestKubectlPluginOnTheDemo(t *testing.T) {
 	}
 	all := out
 	out, code = plugin("refresh", "--connection", "keyway", "-n", "demo", "--wait", "--timeout", "60s")
-	if code != 0 || !strings.Contains(out, "[2/2]") {
+	if code != 0 || !strings.Contains(out, "✓ demo/payments ") || strings.Contains(out, "✗") {
 		t.Fatalf("refresh --wait: exit %d\n%s", code, out)
 	}
 	all += out

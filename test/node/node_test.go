@@ -9,6 +9,8 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -109,9 +111,9 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 	t.Fatalf("timed out waiting for %s; last: %s", what, last)
 }
 
-// get fetches url (a pod or Service address on the node) and returns the body.
-func get(method, url, body string) (string, error) {
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
+// get fetches url (a pod address on the node) and returns the body.
+func get(url string) (string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
 	}
@@ -180,13 +182,25 @@ spec:
 	return string(ca.CertPEM)
 }
 
-// setVault changes a value in the dev vault pod (its debug endpoint, through its Service).
-func setVault(t *testing.T, vaultName, env, key, value string) {
+// setVault changes a value in the dev vault pod (its debug endpoint, through its Service),
+// trusting the dev vault's CA.
+func setVault(t *testing.T, caPEM, vaultName, env, key, value string) {
 	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM([]byte(caPEM))
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
 	body, _ := json.Marshal(map[string]string{"environment": env, "key": key, "value": value})
-	cmd := exec.Command("curl", "-sk", "-X", "PUT", "--data-binary", string(body), fmt.Sprintf("https://%s:8443/debug/secrets/%s", vaultIP, vaultName))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("setting %s in the dev vault: %v %s", key, err, out)
+	req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("https://%s:8443/debug/secrets/%s", vaultIP, vaultName), strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("setting %s in the dev vault: %v", key, err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("setting %s in the dev vault: HTTP %d", key, resp.StatusCode)
 	}
 }
 
@@ -250,7 +264,7 @@ spec:
 	show := func() (string, string) {
 		ip := kubectl(t, "get", "pods", "-n", "shop", "-l", "app=shop", "--field-selector=status.phase=Running",
 			"-o", "jsonpath={.items[0].status.podIP}")
-		out, err := get(http.MethodGet, "http://"+ip+":8080/", "")
+		out, err := get("http://" + ip + ":8080/")
 		if err != nil {
 			return "", err.Error()
 		}
@@ -264,7 +278,7 @@ spec:
 
 	// A change in the vault: keyferry writes it, the kubelet updates the file in place,
 	// and keyferry restarts the Deployment for its environment variable.
-	setVault(t, "acme/payments", "production", "DB_USER", "payments-v2")
+	setVault(t, caPEM, "acme/payments", "production", "DB_USER", "payments-v2")
 	kubectl(t, "annotate", "sb", "payments", "-n", "shop", "--overwrite", "keyferry.dev/refresh=node-1")
 	waitFor(t, 120*time.Second, "a new pod that reads the new value", func() (bool, string) {
 		out, errText := show()
