@@ -65,6 +65,11 @@ kubectl-plugin: ## Build the kubectl plugin into ./bin/kubectl-keyferry (put ./b
 demo: ## Run keyferry locally: control plane, dev vault, sample bindings, manager (Ctrl-C stops; KEYFERRY_DEMO_ONCE=1 exits after the first sync).
 	go run ./hack/demo
 
+.PHONY: demo-node
+demo-node: image ## The demo plus a real local node and a pod reading a synced Secret (root).
+	hack/build-node.sh >/dev/null
+	go run ./hack/demo -node
+
 .PHONY: test-e2e
 test-e2e: helm ## End-to-end tests: the manager and kubectl binaries against the local control plane and dev vault.
 	HELM="$(HELM)" go test -tags e2e -count=1 -timeout 20m ./test/e2e/...

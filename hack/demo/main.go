@@ -17,19 +17,21 @@ import (
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 
+	"github.com/keyferry/keyferry/internal/localnode"
 	"github.com/keyferry/keyferry/internal/localstack"
 )
 
 func main() {
 	once := flag.Bool("once", os.Getenv("KEYFERRY_DEMO_ONCE") != "", "Exit after the first successful sync (for scripts).")
+	onNode := flag.Bool("node", os.Getenv("KEYFERRY_DEMO_NODE") != "", "Also run a real local node (root; make image first) and a pod that reads a synced Secret.")
 	flag.Parse()
-	if err := run(*once); err != nil {
+	if err := run(*once, *onNode); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
 		os.Exit(1)
 	}
 }
 
-func run(once bool) error {
+func run(once, onNode bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root, err := os.Getwd()
@@ -41,11 +43,25 @@ func run(once bool) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	st, err := localstack.Start(ctx, localstack.Options{RepoRoot: root, Dir: dir})
-	if err != nil {
-		return err
+	var st *localstack.Stack
+	var node *localnode.Node
+	if onNode {
+		bin := filepath.Join(root, "bin")
+		node, err = localnode.Start(ctx, localnode.Options{RepoRoot: root, Stack: localstack.Options{Dir: dir},
+			Images: []string{filepath.Join(bin, "keyferry-testapp.tar")}})
+		if node != nil {
+			defer node.Stop()
+		}
+		if err != nil {
+			return err
+		}
+		st = node.Stack
+	} else {
+		if st, err = localstack.Start(ctx, localstack.Options{RepoRoot: root, Dir: dir}); err != nil {
+			return err
+		}
+		defer st.Stop()
 	}
-	defer st.Stop()
 	fmt.Fprintln(os.Stderr, "[keyferry] starting the manager")
 	if err := st.StartManager(); err != nil {
 		return fmt.Errorf("%w (log: %s)", err, st.ManagerLog)
@@ -91,6 +107,13 @@ func run(once bool) error {
 	}
 	fmt.Println("\n$ kubectl rollout history deployment/shop -n demo   # after DB_USER changed in the vault")
 	fmt.Println(strings.TrimSpace(history))
+	if node != nil {
+		out, err := podReadingSecret(wctx, st)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\n$ kubectl logs reader -n demo   # a pod on the local node %s reads payments-env\n%s\n", localnode.NodeName, out)
+	}
 	if once {
 		return nil
 	}
@@ -108,4 +131,33 @@ Ctrl-C stops everything this command started.
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "\n[keyferry] stopping")
 	return nil
+}
+
+// podReadingSecret runs a pod on the local node that reads payments-env as an environment
+// variable and as a file, and returns what it printed.
+func podReadingSecret(ctx context.Context, st *localstack.Stack) (string, error) {
+	const pod = `apiVersion: v1
+kind: Pod
+metadata: {name: reader, namespace: demo}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: docker.io/library/keyferry-testapp:dev
+    imagePullPolicy: Never
+    args: ["-env", "DB_USER", "-file", "/secrets/DB_USER"]
+    env:
+    - name: DB_USER
+      valueFrom: {secretKeyRef: {name: payments-env, key: DB_USER}}
+    volumeMounts: [{name: secrets, mountPath: /secrets}]
+  volumes: [{name: secrets, secret: {secretName: payments-env}}]
+`
+	if _, err := st.KubectlIn(ctx, pod, "apply", "-f", "-"); err != nil {
+		return "", err
+	}
+	if _, err := st.Kubectl(ctx, "wait", "--for=condition=Ready", "--timeout=90s", "-n", "demo", "pod/reader"); err != nil {
+		return "", err
+	}
+	out, err := st.Kubectl(ctx, "logs", "reader", "-n", "demo")
+	return strings.TrimSpace(out), err
 }

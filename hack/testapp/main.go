@@ -1,16 +1,21 @@
 // Command testapp is the workload of keyferry's tests on a real node: it prints the
 // environment variables and files it is told to, once at start, and serves them on HTTP
 // (files read again on every request, so a Secret volume's update shows without a
-// restart). A development tool: the values it shows are test data.
+// restart). With -get it also fetches a URL every second (with the bearer token of -token,
+// when that file exists; TLS not verified: a probe of the test, not a client) and shows
+// the last status. A development tool: the values it shows are test data.
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,7 +23,14 @@ func main() {
 	envs := flag.String("env", "", "comma-separated environment variables to show")
 	files := flag.String("file", "", "comma-separated files to show")
 	listen := flag.String("listen", ":8080", "address to serve them on")
+	get := flag.String("get", "", "a URL to fetch every second; its last status is shown")
+	token := flag.String("token", "", "a file holding a bearer token for -get (used when it exists)")
 	flag.Parse()
+	var last atomic.Value
+	last.Store("none yet")
+	if *get != "" {
+		go probe(*get, *token, &last)
+	}
 	show := func() string {
 		var b strings.Builder
 		for _, name := range split(*envs) {
@@ -32,12 +44,38 @@ func main() {
 			}
 			fmt.Fprintf(&b, "file %s=%s\n", path, data)
 		}
+		if *get != "" {
+			fmt.Fprintf(&b, "get %s: %s\n", *get, last.Load())
+		}
 		return b.String()
 	}
 	fmt.Print(show())
 	srv := &http.Server{Addr: *listen, ReadHeaderTimeout: 5 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprint(w, show()) })}
 	log.Fatal(srv.ListenAndServe())
+}
+
+// probe fetches url every second and stores the answer's status.
+func probe(url, tokenFile string, last *atomic.Value) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // a test probe of authorization, not of TLS
+	for {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err == nil {
+			if tok, err := os.ReadFile(tokenFile); tokenFile != "" && err == nil {
+				req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+			}
+			var resp *http.Response
+			if resp, err = c.Do(req); err == nil {
+				_ = resp.Body.Close()
+				last.Store(strconv.Itoa(resp.StatusCode))
+			}
+		}
+		if err != nil {
+			last.Store("error: " + err.Error())
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 func split(s string) []string {

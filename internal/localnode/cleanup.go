@@ -18,7 +18,7 @@ import (
 func (n *Node) Stop() {
 	if n.dir != "" {
 		n.logf("stopping and restoring the host")
-		teardown(n.dir, n.bins, n.logf)
+		teardown(n.dir, n.logf)
 	}
 	if n.Stack != nil {
 		n.Stack.Stop()
@@ -44,17 +44,13 @@ func cleanupStale(logf func(string, ...any)) error {
 	}
 	dir := strings.TrimSpace(string(raw))
 	logf("an earlier node did not stop (%s): cleaning up", dir)
-	bins := ""
-	if b, err := os.ReadFile(filepath.Join(dir, "bins")); err == nil {
-		bins = string(b)
-	}
-	teardown(dir, bins, logf)
+	teardown(dir, logf)
 	_ = os.RemoveAll(dir)
 	return os.Remove(statePath)
 }
 
 // teardown undoes a node's changes to the host, whatever state it is in.
-func teardown(dir, bins string, logf func(string, ...any)) {
+func teardown(dir string, logf func(string, ...any)) {
 	// 1. The node's own processes (process groups: containerd, kubelet, kube-proxy, ...).
 	for _, pid := range readPIDs(dir) {
 		_ = syscall.Kill(-pid, syscall.SIGTERM)
@@ -75,15 +71,8 @@ func teardown(dir, bins string, logf func(string, ...any)) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	removeCgroupTree("kubepods")
-	// 3. kube-proxy's iptables chains, and the kubelet's own (KUBE-FIREWALL drops
-	// non-loopback sources to 127.0.0.0/8; KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT).
-	if bins != "" {
-		_ = exec.Command(filepath.Join(bins, "kube-proxy"), "--cleanup").Run()
-	}
-	for _, tool := range []string{"iptables", "ip6tables"} {
-		removeChains(tool, "KUBE-")
-	}
-	removeChains("iptables", egressChain)
+	// 3. The iptables rules of kube-proxy and the kubelet are in the node's namespace,
+	// and go with it (5).
 	// 4. Mounts under the node's directory (pod volumes, network namespaces, the kubelet's
 	// root), deepest first.
 	for _, m := range mountsUnder(dir) {
@@ -91,8 +80,10 @@ func teardown(dir, bins string, logf func(string, ...any)) {
 			logf("unmount %s: %v", m, err)
 		}
 	}
-	// 5. The bridge (the pods' veths went with their namespaces).
-	_ = exec.Command("ip", "link", "del", Bridge).Run()
+	// 5. The namespace, with its bridge, veth end, routes and iptables rules; the host's
+	// veth end and routes go with it.
+	_ = exec.Command("ip", "netns", "del", Netns).Run()
+	_ = exec.Command("ip", "link", "del", HostVeth).Run()
 	// 6. Sysctls back to what they were.
 	for key, v := range loadSysctls(dir) {
 		if v != "" {
@@ -217,39 +208,3 @@ func keepLogs(dir string) {
 	}
 }
 
-// removeChains deletes every chain whose name starts with prefix, in every table, and the
-// rules that jump to them from other chains.
-func removeChains(tool, prefix string) {
-	for _, table := range []string{"filter", "nat", "mangle"} {
-		out, err := exec.Command(tool, "-t", table, "-S").Output()
-		if err != nil {
-			continue
-		}
-		var chains []string
-		for _, line := range strings.Split(string(out), "\n") {
-			f := strings.Fields(line)
-			switch {
-			case len(f) == 2 && f[0] == "-N" && strings.HasPrefix(f[1], prefix):
-				chains = append(chains, f[1])
-			case len(f) > 2 && f[0] == "-A" && !strings.HasPrefix(f[1], prefix) && strings.Contains(line, "-j "+prefix):
-				f[0] = "-D"
-				_ = exec.Command(tool, append([]string{"-t", table}, unquote(f)...)...).Run()
-			}
-		}
-		for _, c := range chains {
-			_ = exec.Command(tool, "-t", table, "-F", c).Run()
-		}
-		for _, c := range chains {
-			_ = exec.Command(tool, "-t", table, "-X", c).Run()
-		}
-	}
-}
-
-// unquote drops the quotes iptables -S puts around comments (each word is an argument).
-func unquote(f []string) []string {
-	out := make([]string, 0, len(f))
-	for _, w := range f {
-		out = append(out, strings.Trim(w, `"`))
-	}
-	return out
-}

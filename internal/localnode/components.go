@@ -37,15 +37,16 @@ state = "%[1]s/containerd/state"
 `
 
 // cniConfig puts pods on the node's bridge; no masquerade and no default route: pods reach
-// each other (the bridge) and the Services (routed through the node, where kube-proxy
-// translates them), never beyond.
+// each other (the bridge), the Services (through the bridge's address, where kube-proxy
+// translates them) and the host's end of the veth (kube-apiserver; the tests), never
+// beyond.
 const cniConfig = `{
   "cniVersion": "0.4.0",
   "name": "keyferry-node",
   "plugins": [
     {"type": "bridge", "bridge": "%[1]s", "isGateway": false, "ipMasq": false, "hairpinMode": true,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "%[2]s", "rangeStart": "10.88.1.1", "gateway": "%[3]s"}]],
-              "routes": [{"dst": "%[4]s", "gw": "%[3]s"}]}},
+              "routes": [{"dst": "%[4]s", "gw": "%[3]s"}, {"dst": "%[5]s", "gw": "%[3]s"}]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
@@ -93,11 +94,11 @@ func (n *Node) startContainerd(ctx context.Context) error {
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, containerdConfig, n.dir, SandboxImage), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(n.dir, "cni", "net.d", "10-keyferry.conflist"), fmt.Appendf(nil, cniConfig, Bridge, PodCIDR, NodeIP, ServiceCIDR), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(n.dir, "cni", "net.d", "10-keyferry.conflist"), fmt.Appendf(nil, cniConfig, Bridge, PodCIDR, BridgeIP, ServiceCIDR, LinkCIDR), 0o644); err != nil {
 		return err
 	}
 	n.Containerd = filepath.Join(n.dir, "containerd", "containerd.sock")
-	if err := n.start("containerd", "--config", cfg); err != nil {
+	if err := n.start(true, "containerd", "--config", cfg); err != nil {
 		return err
 	}
 	return waitFor(30*time.Second, "containerd's socket", func() bool {
@@ -120,7 +121,7 @@ func (n *Node) startKubelet() error {
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, kubeletConfig, n.dir, NodeIP), 0o644); err != nil {
 		return err
 	}
-	return n.start(filepath.Join(n.bins, "kubelet"),
+	return n.start(true, filepath.Join(n.bins, "kubelet"),
 		"--config", cfg,
 		"--kubeconfig", n.Kubeconfig,
 		"--root-dir", filepath.Join(n.dir, "kubelet"),
@@ -131,7 +132,7 @@ func (n *Node) startKubelet() error {
 
 func (n *Node) startProxyAndScheduler() error {
 	n.logf("starting kube-proxy (iptables) and kube-scheduler")
-	if err := n.start(filepath.Join(n.bins, "kube-proxy"),
+	if err := n.start(true, filepath.Join(n.bins, "kube-proxy"),
 		"--kubeconfig", n.Kubeconfig,
 		"--hostname-override", NodeName,
 		"--cluster-cidr", PodCIDR,
@@ -143,7 +144,7 @@ func (n *Node) startProxyAndScheduler() error {
 		"--v=1"); err != nil {
 		return err
 	}
-	return n.start(filepath.Join(n.bins, "kube-scheduler"),
+	return n.start(false, filepath.Join(n.bins, "kube-scheduler"),
 		"--kubeconfig", n.Kubeconfig,
 		"--leader-elect=false",
 		"--secure-port", "0",

@@ -1,12 +1,19 @@
 // Package localnode runs a real Kubernetes node on this machine for development and tests:
 // containerd (Debian's, with its own root, state and socket), runc and the CNI bridge
 // plugin, and kubelet, kube-proxy and kube-scheduler built from the same module sources as
-// the local control plane (hack/build-node.sh). Pods live in network namespaces on a bridge
-// the node creates (kfbr0, 10.88.0.0/16); kube-apiserver listens on the bridge's address so
-// that pods reach it through the kubernetes Service. Only development uses it: it changes
-// the host (sysctls, iptables chains, a bridge, mounts, cgroups), needs root, holds a
-// machine-wide lock (one node per machine), restores what it changed when it stops, and
-// cleans up after a run that crashed.
+// the local control plane (hack/build-node.sh).
+//
+// The node lives in a network namespace of its own (kfnode), joined to the host by a veth
+// pair (10.89.0.1 on the host, 10.89.0.2 the node's address): its bridge (kfbr0), its pods
+// (10.88.0.0/16), its Services (10.0.0.0/24) and kube-proxy's and the kubelet's iptables
+// rules are all inside it, and it has no default route, so nothing the project runs can
+// send traffic anywhere but loopback, that namespace and the veth pair. kube-apiserver
+// listens on the host end of the veth, where pods reach it through the kubernetes Service.
+// The ranges are checked at start against the machine's routes.
+//
+// Only development uses it: it needs root, holds a machine-wide lock (one node per
+// machine), and when it stops (or at the next start, after a crash) it removes the
+// namespace and restores what the kubelet changed on the host (sysctls, mounts, cgroups).
 package localnode
 
 import (
@@ -14,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,10 +33,19 @@ import (
 )
 
 const (
-	// Bridge is the node's bridge; pods get addresses on it.
-	Bridge = "kfbr0"
-	// NodeIP is the bridge's address: the node's and kube-apiserver's.
-	NodeIP = "10.88.0.1"
+	// Netns is the node's network namespace.
+	Netns = "kfnode"
+	// HostVeth and NodeVeth are the two ends of the veth pair joining host and node.
+	HostVeth = "kfveth0"
+	NodeVeth = "kfveth1"
+	// HostIP is the host's end (kube-apiserver listens there); NodeIP the node's.
+	HostIP   = "10.89.0.1"
+	NodeIP   = "10.89.0.2"
+	LinkCIDR = "10.89.0.0/30"
+	// Bridge is the node's bridge (in its namespace); BridgeIP its address, the pods'
+	// gateway.
+	Bridge   = "kfbr0"
+	BridgeIP = "10.88.0.1"
 	// PodCIDR holds the pods' addresses.
 	PodCIDR = "10.88.0.0/16"
 	// ServiceCIDR is the Services' range (envtest's kube-apiserver default).
@@ -37,8 +54,6 @@ const (
 	NodeName = "keyferry-node"
 	// SandboxImage is the pause image (hack/pause) every pod sandbox runs.
 	SandboxImage = "docker.io/library/keyferry-pause:dev"
-
-	egressChain = "KEYFERRY-NODE-EGRESS"
 
 	lockPath  = "/run/keyferry-node.lock"
 	statePath = "/run/keyferry-node.state"
@@ -69,15 +84,16 @@ type Node struct {
 	Containerd string
 }
 
-// hostSysctls are the values the node needs; the previous ones are restored on Stop.
-var hostSysctls = map[string]string{
+// hostSysctls are the machine-wide values the kubelet sets itself (protectKernelDefaults
+// is off): recorded at start, restored on Stop. The network ones live in the namespace.
+var hostSysctls = []string{"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"}
+
+// nodeSysctls are set inside the node's namespace (per namespace: the host's stay as they
+// are).
+var nodeSysctls = map[string]string{
 	"net/ipv4/ip_forward":                 "1",
 	"net/bridge/bridge-nf-call-iptables":  "1",
 	"net/bridge/bridge-nf-call-ip6tables": "1",
-	// The kubelet sets these itself (protectKernelDefaults is off); recorded to restore.
-	"vm/overcommit_memory": "",
-	"kernel/panic":         "",
-	"kernel/panic_on_oops": "",
 }
 
 func (n *Node) logf(format string, args ...any) {
@@ -132,7 +148,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	st := opts.Stack
-	st.APIServerAddress = NodeIP
+	st.APIServerAddress = HostIP
 	st.RepoRoot = opts.RepoRoot
 	if n.Stack, err = localstack.Start(ctx, st); err != nil {
 		return nil, err
@@ -182,51 +198,88 @@ func (n *Node) buildNode(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// network creates the bridge with the node's address and sets the sysctls pods need.
+// network creates the node's namespace, the veth pair, the bridge inside, and the host's
+// routes to the node's ranges (through the veth), after checking that no route of the
+// machine overlaps them.
 func (n *Node) network() error {
-	n.logf("creating bridge %s (%s) and setting sysctls", Bridge, NodeIP)
+	if err := checkRanges(); err != nil {
+		return err
+	}
+	n.logf("creating network namespace %s (node %s, pods %s, Services %s)", Netns, NodeIP, PodCIDR, ServiceCIDR)
+	inNode := func(args ...string) []string { return append([]string{"-n", Netns}, args...) }
 	for _, args := range [][]string{
-		{"link", "add", Bridge, "type", "bridge"},
-		{"addr", "add", NodeIP + "/16", "dev", Bridge},
-		{"link", "set", Bridge, "up"},
+		{"netns", "add", Netns},
+		{"link", "add", HostVeth, "type", "veth", "peer", "name", NodeVeth, "netns", Netns},
+		{"addr", "add", HostIP + "/30", "dev", HostVeth},
+		{"link", "set", HostVeth, "up"},
+		inNode("link", "set", "lo", "up"),
+		inNode("addr", "add", NodeIP + "/30", "dev", NodeVeth),
+		inNode("link", "set", NodeVeth, "up"),
+		inNode("link", "add", Bridge, "type", "bridge"),
+		inNode("addr", "add", BridgeIP + "/16", "dev", Bridge),
+		inNode("link", "set", Bridge, "up"),
+		{"route", "add", PodCIDR, "via", NodeIP, "dev", HostVeth},
+		{"route", "add", ServiceCIDR, "via", NodeIP, "dev", HostVeth},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	// Defence in depth: nothing from the pods is forwarded beyond the node's own networks.
-	for _, args := range [][]string{
-		{"-N", egressChain},
-		{"-A", egressChain, "-s", PodCIDR, "-d", PodCIDR, "-j", "RETURN"},
-		{"-A", egressChain, "-s", PodCIDR, "-d", ServiceCIDR, "-j", "RETURN"},
-		{"-A", egressChain, "-s", PodCIDR, "-j", "DROP"},
-		{"-I", "FORWARD", "-j", egressChain},
-	} {
-		if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, out)
+	for key, v := range nodeSysctls {
+		cmd := exec.Command("nsenter", "--net=/run/netns/"+Netns, "sh", "-c", "echo "+v+" > /proc/sys/"+key)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("sysctl %s=%s in %s: %w: %s", key, v, Netns, err, out)
 		}
 	}
-	for key, want := range hostSysctls {
-		path := filepath.Join("/proc/sys", key)
-		old, err := os.ReadFile(path)
-		if err != nil {
-			continue // not on this kernel
-		}
-		n.sysctl[key] = strings.TrimSpace(string(old))
-		if want != "" {
-			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-				return fmt.Errorf("sysctl %s=%s: %w", key, want, err)
-			}
+	for _, key := range hostSysctls {
+		if old, err := os.ReadFile(filepath.Join("/proc/sys", key)); err == nil {
+			n.sysctl[key] = strings.TrimSpace(string(old))
 		}
 	}
 	return saveSysctls(n.dir, n.sysctl)
 }
 
-// start runs a node process with its log in the node's directory.
-func (n *Node) start(name string, args ...string) error {
+// checkRanges refuses to start when a route of the machine overlaps the node's ranges.
+func checkRanges() error {
+	out, err := exec.Command("ip", "-4", "route", "show").Output()
+	if err != nil {
+		return fmt.Errorf("reading the machine's routes: %w", err)
+	}
+	ours := []string{PodCIDR, ServiceCIDR, LinkCIDR}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] == "default" {
+			continue
+		}
+		dst := f[0]
+		if !strings.Contains(dst, "/") {
+			dst += "/32"
+		}
+		_, theirs, err := net.ParseCIDR(dst)
+		if err != nil {
+			continue
+		}
+		for _, c := range ours {
+			_, mine, _ := net.ParseCIDR(c)
+			if mine.Contains(theirs.IP) || theirs.Contains(mine.IP) {
+				return fmt.Errorf("the machine routes %s, which overlaps the node's range %s: the local node cannot start here", f[0], c)
+			}
+		}
+	}
+	return nil
+}
+
+// start runs a node process with its log in the node's directory; inNode runs it in the
+// node's network namespace (nsenter enters only that one: mounts and cgroups are the
+// host's, as a node's are).
+func (n *Node) start(inNode bool, name string, args ...string) error {
 	logFile, err := os.Create(filepath.Join(n.dir, filepath.Base(name)+".log"))
 	if err != nil {
 		return err
+	}
+	if inNode {
+		args = append([]string{"--net=/run/netns/" + Netns, "--", name}, args...)
+		name = "nsenter"
 	}
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

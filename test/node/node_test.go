@@ -30,6 +30,9 @@ import (
 
 var node *localnode.Node
 
+// vaultCA is the dev vault pod's CA (set by the first test).
+var vaultCA string
+
 // vaultIP is the dev vault Service's fixed ClusterIP (no DNS on the node: the connection
 // and the certificate name the address).
 const vaultIP = "10.0.0.100"
@@ -210,6 +213,7 @@ func setVault(t *testing.T, caPEM, vaultName, env, key, value string) {
 // the file in place and restarts the Deployment for the variable.
 func TestWorkloadReadsWhatKeyferryWrote(t *testing.T) {
 	caPEM := devVault(t)
+	vaultCA = caPEM
 	caJSON, _ := json.Marshal(caPEM)
 	apply(t, fmt.Sprintf(`apiVersion: v1
 kind: Namespace
@@ -261,6 +265,23 @@ spec:
       volumes: [{name: secrets, secret: {secretName: payments-env}}]
 `)
 	kubectl(t, "rollout", "status", "deployment/shop", "-n", "shop", "--timeout=90s")
+	// Not opted in to restarts: it reads the file only, updated in place by the kubelet.
+	apply(t, `apiVersion: v1
+kind: Pod
+metadata: {name: files, namespace: shop}
+spec:
+  containers:
+  - name: app
+    image: docker.io/library/keyferry-testapp:dev
+    imagePullPolicy: Never
+    args: ["-file", "/secrets/DB_USER", "-listen", ":8080"]
+    readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+    volumeMounts: [{name: secrets, mountPath: /secrets}]
+  volumes: [{name: secrets, secret: {secretName: payments-env}}]
+`)
+	kubectl(t, "wait", "--for=condition=Ready", "--timeout=90s", "-n", "shop", "pod/files")
+	filesUID := kubectl(t, "get", "pod", "files", "-n", "shop", "-o", "jsonpath={.metadata.uid}")
+	filesIP := kubectl(t, "get", "pod", "files", "-n", "shop", "-o", "jsonpath={.status.podIP}")
 	show := func() (string, string) {
 		ip := kubectl(t, "get", "pods", "-n", "shop", "-l", "app=shop", "--field-selector=status.phase=Running",
 			"-o", "jsonpath={.items[0].status.podIP}")
@@ -288,6 +309,19 @@ spec:
 		now := kubectl(t, "get", "pods", "-n", "shop", "-l", "app=shop", "-o", "jsonpath={.items[*].metadata.name}")
 		return !strings.Contains(now, first), now
 	})
+	if rs := strings.Fields(kubectl(t, "get", "rs", "-n", "shop", "-l", "app=shop", "-o", "jsonpath={.items[*].metadata.name}")); len(rs) != 2 {
+		t.Errorf("ReplicaSets after one change: %v, want the first and exactly one new", rs)
+	}
+	waitFor(t, 90*time.Second, "the volume-only pod to see the new file, unrestarted", func() (bool, string) {
+		out, err := get("http://" + filesIP + ":8080/")
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(out, "file /secrets/DB_USER=payments-v2\n"), out
+	})
+	if uid := kubectl(t, "get", "pod", "files", "-n", "shop", "-o", "jsonpath={.metadata.uid} {.status.containerStatuses[0].restartCount}"); uid != filesUID+" 0" {
+		t.Errorf("the volume-only pod was replaced or restarted: %s (was %s 0)", uid, filesUID)
+	}
 	if restarted := kubectl(t, "get", "deployment", "shop", "-n", "shop", "-o", `jsonpath={.spec.template.metadata.annotations.keyferry\.dev/restarted-for}`); restarted == "" {
 		t.Error("the Deployment carries no keyferry.dev/restarted-for annotation")
 	}
@@ -308,9 +342,137 @@ func TestLeaderFailoverOnTheNode(t *testing.T) {
 		h := holder()
 		return h != "" && !strings.HasPrefix(h, pod), h
 	})
+	before := kubectl(t, "get", "deployment", "shop", "-n", "shop", "-o", `jsonpath={.spec.template.metadata.annotations.keyferry\.dev/restarted-for}`)
+	setVault(t, vaultCA, "acme/payments", "production", "DB_USER", "payments-v3")
 	kubectl(t, "annotate", "sb", "payments", "-n", "shop", "--overwrite", "keyferry.dev/refresh=after-failover")
 	waitFor(t, 60*time.Second, "the refresh handled by the new leader", func() (bool, string) {
 		out := kubectl(t, "get", "sb", "payments", "-n", "shop", "-o", "jsonpath={.status.lastHandledRefresh}")
 		return out == "after-failover", out
 	})
+	waitFor(t, 90*time.Second, "the Deployment restarted by the new leader", func() (bool, string) {
+		now := kubectl(t, "get", "deployment", "shop", "-n", "shop", "-o", `jsonpath={.spec.template.metadata.annotations.keyferry\.dev/restarted-for}`)
+		return now != before, now
+	})
+}
+
+// managerPIDs are the host's view of the manager containers' processes.
+func managerPIDs(t *testing.T) []string {
+	t.Helper()
+	out, _ := exec.Command("pgrep", "-f", "^/manager ").Output()
+	pids := strings.Fields(string(out))
+	if len(pids) == 0 {
+		t.Fatal("no manager process found on the node")
+	}
+	return pids
+}
+
+// keyferry runs as its chart says: two replicas Available through their probes, one leader,
+// the HMAC key Secret, and runc enforcing a non-root user and a read-only root filesystem;
+// GOMEMLIMIT comes from the memory limit (its RSS under it is reported).
+func TestManagerRunsAsUsersRunIt(t *testing.T) {
+	waitFor(t, 90*time.Second, "two available replicas", func() (bool, string) {
+		n := kubectl(t, "get", "deployment", "-n", "keyferry-system", "kf-keyferry", "-o", "jsonpath={.status.availableReplicas}")
+		return n == "2", n
+	})
+	kubectl(t, "get", "secret", "-n", "keyferry-system", "keyferry-hmac-key")
+	env := kubectl(t, "get", "deployment", "-n", "keyferry-system", "kf-keyferry", "-o",
+		`jsonpath={.spec.template.spec.containers[0].env[?(@.name=="GOMEMLIMIT")].valueFrom.resourceFieldRef.resource}`)
+	if env != "limits.memory" {
+		t.Fatalf("GOMEMLIMIT from %q, want limits.memory", env)
+	}
+	for _, pid := range managerPIDs(t) {
+		status, err := os.ReadFile("/proc/" + pid + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uid, rss string
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+				uid = f[1]
+			} else if len(f) > 1 && f[0] == "VmRSS:" {
+				rss = f[1] + " " + f[2]
+			}
+		}
+		if uid != "65532" {
+			t.Errorf("manager %s runs as uid %s, want 65532", pid, uid)
+		}
+		mounts, err := os.ReadFile("/proc/" + pid + "/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		readOnly := false
+		for _, line := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(line); len(f) > 5 && f[4] == "/" {
+				readOnly = strings.HasPrefix(f[5], "ro")
+			}
+		}
+		if !readOnly {
+			t.Errorf("manager %s: its root filesystem is writable", pid)
+		}
+		environ, _ := os.ReadFile("/proc/" + pid + "/environ")
+		limit := ""
+		for _, kv := range strings.Split(string(environ), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "GOMEMLIMIT="); ok {
+				limit = v
+			}
+		}
+		if limit == "" {
+			t.Errorf("manager %s has no GOMEMLIMIT", pid)
+		}
+		t.Logf("manager %s: uid %s, read-only root, GOMEMLIMIT=%s, RSS %s", pid, uid, limit, rss)
+	}
+}
+
+// The metrics endpoint answers a pod whose ServiceAccount is bound to the metrics-reader
+// ClusterRole (200), and refuses one without a token (401).
+func TestMetricsNeedAnAuthorizedToken(t *testing.T) {
+	ip := kubectl(t, "get", "svc", "-n", "keyferry-system", "kf-keyferry-metrics", "-o", "jsonpath={.spec.clusterIP}")
+	url := "https://" + ip + ":8443/metrics"
+	apply(t, fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata: {name: monitoring}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: scraper, namespace: monitoring}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: scraper-reads-keyferry-metrics}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kf-keyferry-metrics-reader}
+subjects: [{kind: ServiceAccount, name: scraper, namespace: monitoring}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: scraper, namespace: monitoring}
+spec:
+  serviceAccountName: scraper
+  containers:
+  - name: app
+    image: docker.io/library/keyferry-testapp:dev
+    imagePullPolicy: Never
+    args: ["-get", "%[1]s", "-token", "/var/run/secrets/kubernetes.io/serviceaccount/token", "-listen", ":8080"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: anonymous, namespace: monitoring}
+spec:
+  automountServiceAccountToken: false
+  containers:
+  - name: app
+    image: docker.io/library/keyferry-testapp:dev
+    imagePullPolicy: Never
+    args: ["-get", "%[1]s", "-listen", ":8080"]
+`, url))
+	for pod, want := range map[string]string{"scraper": "200", "anonymous": "401"} {
+		kubectl(t, "wait", "--for=condition=Ready", "--timeout=90s", "-n", "monitoring", "pod/"+pod)
+		podIP := kubectl(t, "get", "pod", pod, "-n", "monitoring", "-o", "jsonpath={.status.podIP}")
+		waitFor(t, 60*time.Second, pod+" gets "+want, func() (bool, string) {
+			out, err := get("http://" + podIP + ":8080/")
+			if err != nil {
+				return false, err.Error()
+			}
+			return strings.Contains(out, ": "+want+"\n"), out
+		})
+	}
 }
