@@ -207,4 +207,3 @@ func keepLogs(dir string) {
 		}
 	}
 }
-

@@ -35,12 +35,15 @@ import (
 const (
 	// Netns is the node's network namespace.
 	Netns = "kfnode"
-	// HostVeth and NodeVeth are the two ends of the veth pair joining host and node.
+	// HostVeth is the host's end of the veth pair joining host and node.
 	HostVeth = "kfveth0"
+	// NodeVeth is the node's end.
 	NodeVeth = "kfveth1"
-	// HostIP is the host's end (kube-apiserver listens there); NodeIP the node's.
-	HostIP   = "10.89.0.1"
-	NodeIP   = "10.89.0.2"
+	// HostIP is the address of the host's end (kube-apiserver listens there).
+	HostIP = "10.89.0.1"
+	// NodeIP is the node's address, on its end.
+	NodeIP = "10.89.0.2"
+	// LinkCIDR is the veth pair's range.
 	LinkCIDR = "10.89.0.0/30"
 	// Bridge is the node's bridge (in its namespace); BridgeIP its address, the pods'
 	// gateway.
@@ -213,10 +216,10 @@ func (n *Node) network() error {
 		{"addr", "add", HostIP + "/30", "dev", HostVeth},
 		{"link", "set", HostVeth, "up"},
 		inNode("link", "set", "lo", "up"),
-		inNode("addr", "add", NodeIP + "/30", "dev", NodeVeth),
+		inNode("addr", "add", NodeIP+"/30", "dev", NodeVeth),
 		inNode("link", "set", NodeVeth, "up"),
 		inNode("link", "add", Bridge, "type", "bridge"),
-		inNode("addr", "add", BridgeIP + "/16", "dev", Bridge),
+		inNode("addr", "add", BridgeIP+"/16", "dev", Bridge),
 		inNode("link", "set", Bridge, "up"),
 		{"route", "add", PodCIDR, "via", NodeIP, "dev", HostVeth},
 		{"route", "add", ServiceCIDR, "via", NodeIP, "dev", HostVeth},
