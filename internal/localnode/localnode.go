@@ -45,9 +45,9 @@ const (
 	NodeIP = "10.89.0.2"
 	// LinkCIDR is the veth pair's range.
 	LinkCIDR = "10.89.0.0/30"
-	// Bridge is the node's bridge (in its namespace); BridgeIP its address, the pods'
-	// gateway.
-	Bridge   = "kfbr0"
+	// Bridge is the node's bridge (in its namespace).
+	Bridge = "kfbr0"
+	// BridgeIP is the bridge's address, the pods' gateway.
 	BridgeIP = "10.88.0.1"
 	// PodCIDR holds the pods' addresses.
 	PodCIDR = "10.88.0.0/16"
