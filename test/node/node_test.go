@@ -58,24 +58,44 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "starting the local node:", err)
 		return 1
 	}
-	helm := os.Getenv("HELM")
-	if helm == "" {
-		helm = filepath.Join(root, "bin", "helm")
-	}
-	install := exec.Command(helm, "install", "kf", filepath.Join(root, "charts", "keyferry"), "--namespace", "keyferry-system",
-		"--set", "image.tag=dev", "--set", "image.pullPolicy=Never", "--set", "crds.install=false",
-		"--set", "replicaCount=2", "--wait", "--timeout", "3m")
-	install.Env = append(os.Environ(), "KUBECONFIG="+node.Kubeconfig)
-	if out, err := install.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "helm install: %v\n%s\n", err, out)
-		managerLogs()
+	// The README's install section, for real: the chart brings the CRDs (the local stack's
+	// kubectl-applied ones go first), one replica, then an upgrade to two with a
+	// PodDisruptionBudget. The image was imported into the node, not pushed: pullPolicy Never.
+	if _, err := node.Kubectl(context.Background(), "delete", "-f", filepath.Join(root, "config", "crd", "bases"), "--wait"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	for _, args := range [][]string{
+		{"install", "keyferry", filepath.Join(root, "charts", "keyferry"), "--namespace", "keyferry-system", "--create-namespace",
+			"--set", "image.repository=keyferry", "--set", "image.tag=dev", "--set", "image.pullPolicy=Never", "--wait", "--timeout", "3m"},
+		{"upgrade", "keyferry", filepath.Join(root, "charts", "keyferry"), "-n", "keyferry-system", "--reuse-values",
+			"--set", "replicaCount=2", "--set", "podDisruptionBudget.enabled=true", "--wait", "--timeout", "3m"},
+	} {
+		if err := helm(root, args...); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			managerLogs()
+			return 1
+		}
 	}
 	code := m.Run()
 	if code != 0 {
 		managerLogs()
 	}
 	return code
+}
+
+// helm runs the pinned helm (HELM, or bin/helm) against the node's control plane.
+func helm(root string, args ...string) error {
+	bin := os.Getenv("HELM")
+	if bin == "" {
+		bin = filepath.Join(root, "bin", "helm")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+node.Kubeconfig)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("helm %s: %w\n%s", args[0], err, out)
+	}
+	return nil
 }
 
 func managerLogs() {
@@ -371,11 +391,14 @@ func managerPIDs(t *testing.T) []string {
 // GOMEMLIMIT comes from the memory limit (its RSS under it is reported).
 func TestManagerRunsAsUsersRunIt(t *testing.T) {
 	waitFor(t, 90*time.Second, "two available replicas", func() (bool, string) {
-		n := kubectl(t, "get", "deployment", "-n", "keyferry-system", "kf-keyferry", "-o", "jsonpath={.status.availableReplicas}")
+		n := kubectl(t, "get", "deployment", "-n", "keyferry-system", "keyferry", "-o", "jsonpath={.status.availableReplicas}")
 		return n == "2", n
 	})
 	kubectl(t, "get", "secret", "-n", "keyferry-system", "keyferry-hmac-key")
-	env := kubectl(t, "get", "deployment", "-n", "keyferry-system", "kf-keyferry", "-o",
+	if n := kubectl(t, "get", "pdb", "-n", "keyferry-system", "-o", "jsonpath={.items[*].metadata.name}"); n == "" {
+		t.Error("no PodDisruptionBudget after the README's upgrade")
+	}
+	env := kubectl(t, "get", "deployment", "-n", "keyferry-system", "keyferry", "-o",
 		`jsonpath={.spec.template.spec.containers[0].env[?(@.name=="GOMEMLIMIT")].valueFrom.resourceFieldRef.resource}`)
 	if env != "limits.memory" {
 		t.Fatalf("GOMEMLIMIT from %q, want limits.memory", env)
@@ -426,7 +449,7 @@ func TestManagerRunsAsUsersRunIt(t *testing.T) {
 // The metrics endpoint answers a pod whose ServiceAccount is bound to the metrics-reader
 // ClusterRole (200), and refuses one without a token (401).
 func TestMetricsNeedAnAuthorizedToken(t *testing.T) {
-	ip := kubectl(t, "get", "svc", "-n", "keyferry-system", "kf-keyferry-metrics", "-o", "jsonpath={.spec.clusterIP}")
+	ip := kubectl(t, "get", "svc", "-n", "keyferry-system", "keyferry-metrics", "-o", "jsonpath={.spec.clusterIP}")
 	url := "https://" + ip + ":8443/metrics"
 	apply(t, fmt.Sprintf(`apiVersion: v1
 kind: Namespace
@@ -439,7 +462,7 @@ metadata: {name: scraper, namespace: monitoring}
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {name: scraper-reads-keyferry-metrics}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kf-keyferry-metrics-reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: keyferry-metrics-reader}
 subjects: [{kind: ServiceAccount, name: scraper, namespace: monitoring}]
 ---
 apiVersion: v1
