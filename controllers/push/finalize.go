@@ -51,7 +51,7 @@ func (r *Reconciler) finalize(ctx context.Context, sp *kf.SecretPush) (ctrl.Resu
 		return ctrl.Result{}, r.letGo(ctx, sp, err.Error())
 	}
 	job := pushJob{read: read, target: pt, pushed: pushedMap(sp.Status.Pushed), digest: newDigester(r.HMACKey)}
-	res, done := r.jobs.start(key, "delete", func(ctx context.Context) pushResult { return job.deleteOwned(ctx, c) }, func() { r.waker.Wake(key) })
+	res, done := r.jobs.start(key, common.ConnectionIDOf(conn), "delete", func(ctx context.Context) pushResult { return job.deleteOwned(ctx, c) }, func() { r.waker.Wake(key) })
 	if !done {
 		return ctrl.Result{RequeueAfter: pushBackstop}, nil
 	}

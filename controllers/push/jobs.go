@@ -8,9 +8,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// maxPushes bounds the pushes in flight across every SecretPush; a push waiting for a
-// slot holds no reconcile worker.
-const maxPushes = 16
+// maxPushes bounds the pushes in flight across every SecretPush, maxPushesPerConnection
+// those of one connection (a tenant whose vault hangs holds 2 slots, not all 16); a push
+// waiting for a slot holds no reconcile worker.
+const (
+	maxPushes              = 16
+	maxPushesPerConnection = 2
+)
 
 // pushTimeout bounds one push as a whole (a read and up to a thousand writes).
 const pushTimeout = 10 * time.Minute
@@ -22,6 +26,14 @@ type jobs struct {
 	mu    sync.Mutex
 	slots chan struct{}
 	m     map[types.NamespacedName]*job
+	// perConn holds each connection's slots (created on first use; a connection's
+	// entry stays while it has jobs).
+	perConn map[string]*connSlots
+}
+
+type connSlots struct {
+	slots chan struct{}
+	users int
 }
 
 type job struct {
@@ -33,12 +45,13 @@ type job struct {
 }
 
 func newJobs() *jobs {
-	return &jobs{slots: make(chan struct{}, maxPushes), m: map[types.NamespacedName]*job{}}
+	return &jobs{slots: make(chan struct{}, maxPushes), m: map[types.NamespacedName]*job{}, perConn: map[string]*connSlots{}}
 }
 
 // start returns the result of the finished job for key and sig (taking it), or starts one
-// (replacing a job for another sig) and reports it running. wake is called when it ends.
-func (j *jobs) start(key types.NamespacedName, sig string, run func(ctx context.Context) pushResult, wake func()) (pushResult, bool) {
+// on connection conn (replacing a job for another sig) and reports it running. wake is
+// called when it ends.
+func (j *jobs) start(key types.NamespacedName, conn, sig string, run func(ctx context.Context) pushResult, wake func()) (pushResult, bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if cur := j.m[key]; cur != nil {
@@ -54,19 +67,34 @@ func (j *jobs) start(key types.NamespacedName, sig string, run func(ctx context.
 	ctx, cancel := context.WithTimeout(context.Background(), pushTimeout)
 	jb := &job{sig: sig, cancel: cancel}
 	j.m[key] = jb
+	cs := j.perConn[conn]
+	if cs == nil {
+		cs = &connSlots{slots: make(chan struct{}, maxPushesPerConnection)}
+		j.perConn[conn] = cs
+	}
+	cs.users++
 	go func() {
 		defer cancel()
 		var res pushResult
 		select {
-		case j.slots <- struct{}{}:
-			res = run(ctx)
-			<-j.slots
+		case cs.slots <- struct{}{}:
+			select {
+			case j.slots <- struct{}{}:
+				res = run(ctx)
+				<-j.slots
+			case <-ctx.Done():
+				res = pushResult{err: ctx.Err()}
+			}
+			<-cs.slots
 		case <-ctx.Done():
 			res = pushResult{err: ctx.Err()}
 		}
 		j.mu.Lock()
 		jb.result, jb.done = res, true
 		current := j.m[key] == jb
+		if cs.users--; cs.users == 0 {
+			delete(j.perConn, conn)
+		}
 		j.mu.Unlock()
 		if current {
 			wake()

@@ -144,7 +144,7 @@ func (r *Reconciler) pass(ctx context.Context, sp *kf.SecretPush, now time.Time)
 		o.skipped = true
 		return o, nil
 	}
-	res, done := r.jobs.start(key, sig, func(ctx context.Context) pushResult { return job.run(ctx, c) }, func() { r.waker.Wake(key) })
+	res, done := r.jobs.start(key, common.ConnectionIDOf(conn), sig, func(ctx context.Context) pushResult { return job.run(ctx, c) }, func() { r.waker.Wake(key) })
 	if !done {
 		o.running = true
 		return o, nil
