@@ -144,9 +144,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err := os.WriteFile(statePath, []byte(n.dir), 0o600); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(n.dir, "bins"), []byte(bins), 0o600); err != nil {
-		return nil, err
-	}
 	if err := n.network(); err != nil {
 		return nil, err
 	}
