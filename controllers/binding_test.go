@@ -339,11 +339,8 @@ func TestMissingCredentialsAndBadSpecs(t *testing.T) {
 	}
 
 	ns2, b2 := setup(t, "keyway")
-	cur := getBinding(t, b2)
-	cur.Spec.Keys = &kf.KeySelector{Include: []string{"("}}
-	if err := k8s.Update(context.Background(), cur); err != nil {
-		t.Fatal(err)
-	}
+	// A patch, not a read-modify-write: keyferry writes the binding too.
+	mergePatch(t, b2.DeepCopy(), map[string]any{"spec": map[string]any{"keys": map[string]any{"include": []string{"("}}}})
 	got = waitReason(t, b2, kf.ReasonInvalidSpec)
 	if !strings.Contains(readyCondition(got.Status.Conditions).Message, "keys.include[0]") || got.Status.ObservedGeneration != got.Generation {
 		t.Fatalf("status %+v", got.Status)

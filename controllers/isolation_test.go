@@ -200,11 +200,8 @@ func TestChangingOrDeletingCancelsRequestsInFlight(t *testing.T) {
 		return strings.Contains(rc.Message, "waiting for the vault's answer") && strings.Contains(rc.Message, "requestTimeout 5m0s"), rc.Message
 	})
 
-	cur := getBinding(t, b)
-	cur.Spec.Environment = "staging"
-	if err := k8s.Update(context.Background(), cur); err != nil {
-		t.Fatal(err)
-	}
+	// A patch, not a read-modify-write: keyferry writes the binding too.
+	mergePatch(t, b.DeepCopy(), map[string]any{"spec": map[string]any{"environment": "staging"}})
 	eventually(t, 20*time.Second, "the old request canceled, the new one sent", func() (bool, string) {
 		return sv.canceled.Load() == 1 && sv.requests.Load() == 2, fmt.Sprintf("%d requests, %d canceled", sv.requests.Load(), sv.canceled.Load())
 	})

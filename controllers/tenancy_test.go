@@ -273,14 +273,8 @@ func TestClusterConnectionLendsOnlyWhatItAllows(t *testing.T) {
 		}
 	}
 	// The admin lets bindings choose the request: now it is theirs to set.
-	fresh := &kf.ClusterVaultConnection{}
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(cvc), fresh); err != nil {
-		t.Fatal(err)
-	}
-	fresh.Spec.AllowBindingRequest = true
-	if err := k8s.Update(ctx, fresh); err != nil {
-		t.Fatal(err)
-	}
+	// A patch, not a read-modify-write: keyferry writes the connection's status too.
+	mergePatch(t, cvc.DeepCopy(), map[string]any{"spec": map[string]any{"allowBindingRequest": true}})
 	waitReason(t, &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "own-request"}}, kf.ReasonSynced)
 	// The connection's own request: the binding in a namespace outside the selector.
 	outside := newNamespace(t, nil)
