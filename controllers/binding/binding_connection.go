@@ -2,27 +2,14 @@ package binding
 
 import (
 	"context"
-	"errors"
 
 	"github.com/keyferry/keyferry/controllers/common"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/internal/vault"
 )
-
-// errClientPending marks a connection whose provider client is not built yet: right
-// after a start (or a new connection) its reconciler may not have run. That takes a
-// moment, so the binding looks again shortly without writing a transient status; the
-// connection's first status change wakes it too.
-var errClientPending = errors.New("connection client pending")
-
-// errConnectionSuspended marks a connection whose spec.suspend is true: no request goes
-// through it, and its bindings hold their last Secret and status until it resumes.
-var errConnectionSuspended = errors.New("connection suspended")
 
 // resolvedConnection is the connection a binding uses.
 type resolvedConnection struct {
@@ -32,51 +19,8 @@ type resolvedConnection struct {
 
 // connectionClient resolves the binding's connection and returns its provider client.
 func (r *Reconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) (*vault.Client, resolvedConnection, error) {
-	ref := b.Spec.ConnectionRef
-	kind := ref.GetKind()
-	conn := kf.NewConnection(kind, b.Namespace, ref.Name)
-	rc := resolvedConnection{conn: conn}
-	notReady := func(format string, args ...any) (*vault.Client, resolvedConnection, error) {
-		return nil, rc, common.TransientErr(kf.ReasonConnectionNotReady, format, args...)
-	}
-	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(conn), conn); err != nil {
-		switch {
-		case !apierrors.IsNotFound(err):
-			return nil, rc, err
-		case kind == kf.ConnectionKindCluster:
-			return notReady("%s %s not found", kind, ref.Name)
-		default:
-			return notReady("%s %s not found in namespace %s", kind, ref.Name, b.Namespace)
-		}
-	}
-	if cvc, ok := conn.(*kf.ClusterVaultConnection); ok {
-		allowed, err := common.NamespaceAllowed(ctx, r.Client, cvc, b.Namespace)
-		if err != nil {
-			return nil, rc, err
-		}
-		if !allowed {
-			return nil, rc, common.StalledErr(kf.ReasonNotAllowed, "%s %s does not allow namespace %s (namespaceSelector)", kind, ref.Name, b.Namespace)
-		}
-	}
-	if !conn.GetDeletionTimestamp().IsZero() {
-		return notReady("%s %s is being deleted", kind, ref.Name)
-	}
-	if conn.ConnectionSpec().Suspend {
-		return nil, rc, errConnectionSuspended
-	}
-	conds := conn.ConnectionStatus().Conditions
-	rc.ready = common.IsReady(conds)
-	if ready := common.ReadyOf(conds); ready != nil {
-		switch ready.Reason {
-		case kf.ReasonCredentialsNotFound, kf.ReasonInvalidSpec:
-			return notReady("%s %s: %s: %s", kind, ref.Name, ready.Reason, ready.Message)
-		}
-	}
-	c, ok := r.Registry.Get(common.ConnectionIDOf(conn))
-	if !ok {
-		return nil, rc, errClientPending
-	}
-	return c, rc, nil
+	c, conn, err := common.ResolveConnection(ctx, r.Client, r.Registry, b.Spec.ConnectionRef, b.Namespace, nil)
+	return c, resolvedConnection{conn: conn, ready: common.IsReady(conn.ConnectionStatus().Conditions)}, err
 }
 
 // wakeConnection asks the connection's reconciler to look again now (a 401 or 403 was

@@ -130,10 +130,10 @@ func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Tim
 	}
 	c, conn, err := r.connectionClient(ctx, b)
 	switch {
-	case errors.Is(err, errClientPending):
+	case errors.Is(err, common.ErrClientPending):
 		o.pending = true
 		return o, nil
-	case errors.Is(err, errConnectionSuspended):
+	case errors.Is(err, common.ErrConnectionSuspended):
 		o.held = true
 		return o, nil
 	}

@@ -2,10 +2,12 @@ package common
 
 import (
 	"context"
+	"errors"
 	"path"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -52,4 +54,69 @@ func PullRequest(rq *kf.RequestSpec) *vault.PullRequest {
 		return nil
 	}
 	return &vault.PullRequest{Method: rq.Method, Path: rq.Path, Body: rq.Body, Format: vault.Format(rq.Format), DataPath: rq.DataPath}
+}
+
+// ErrClientPending marks a connection whose provider client is not built yet: right after
+// a start (or a new connection) its reconciler may not have run. That takes a moment, so
+// the caller looks again shortly without writing a transient status; the connection's
+// first status change wakes it too.
+var ErrClientPending = errors.New("connection client pending")
+
+// ErrConnectionSuspended marks a connection whose spec.suspend is true: no request goes
+// through it, and what uses it holds its last state until it resumes.
+var ErrConnectionSuspended = errors.New("connection suspended")
+
+// ResolveConnection reads the connection ref names for an object of namespace and returns
+// it with its provider client. A ClusterVaultConnection must select the namespace, and
+// lend (when not nil) may refuse it for the caller's own rules. Failures about the
+// connection are condition errors (ConnectionNotReady, NotAllowed), or ErrClientPending
+// and ErrConnectionSuspended; API server trouble is returned as it is.
+func ResolveConnection(ctx context.Context, c client.Reader, registry *vault.Registry, ref kf.ConnectionReference, namespace string,
+	lend func(*kf.ClusterVaultConnection) error) (*vault.Client, kf.Connection, error) {
+	kind := ref.GetKind()
+	conn := kf.NewConnection(kind, namespace, ref.Name)
+	notReady := func(format string, args ...any) (*vault.Client, kf.Connection, error) {
+		return nil, conn, TransientErr(kf.ReasonConnectionNotReady, format, args...)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(conn), conn); err != nil {
+		switch {
+		case !apierrors.IsNotFound(err):
+			return nil, conn, err
+		case kind == kf.ConnectionKindCluster:
+			return notReady("%s %s not found", kind, ref.Name)
+		default:
+			return notReady("%s %s not found in namespace %s", kind, ref.Name, namespace)
+		}
+	}
+	if cvc, ok := conn.(*kf.ClusterVaultConnection); ok {
+		allowed, err := NamespaceAllowed(ctx, c, cvc, namespace)
+		if err != nil {
+			return nil, conn, err
+		}
+		if !allowed {
+			return nil, conn, StalledErr(kf.ReasonNotAllowed, "%s %s does not allow namespace %s (namespaceSelector)", kind, ref.Name, namespace)
+		}
+		if lend != nil {
+			if err := lend(cvc); err != nil {
+				return nil, conn, err
+			}
+		}
+	}
+	if !conn.GetDeletionTimestamp().IsZero() {
+		return notReady("%s %s is being deleted", kind, ref.Name)
+	}
+	if conn.ConnectionSpec().Suspend {
+		return nil, conn, ErrConnectionSuspended
+	}
+	if ready := ReadyOf(conn.ConnectionStatus().Conditions); ready != nil {
+		switch ready.Reason {
+		case kf.ReasonCredentialsNotFound, kf.ReasonInvalidSpec:
+			return notReady("%s %s: %s: %s", kind, ref.Name, ready.Reason, ready.Message)
+		}
+	}
+	cl, ok := registry.Get(ConnectionIDOf(conn))
+	if !ok {
+		return nil, conn, ErrClientPending
+	}
+	return cl, conn, nil
 }

@@ -33,9 +33,9 @@ func (r *Reconciler) finalize(ctx context.Context, sp *kf.SecretPush) (ctrl.Resu
 	}
 	c, conn, err := r.connection(ctx, sp)
 	switch {
-	case errors.Is(err, errClientPending):
+	case errors.Is(err, common.ErrClientPending):
 		return ctrl.Result{RequeueAfter: clientPendingRetry}, nil
-	case errors.Is(err, errSuspended):
+	case errors.Is(err, common.ErrConnectionSuspended):
 		return ctrl.Result{}, r.letGo(ctx, sp, "its connection is suspended")
 	case err != nil:
 		if _, ok := common.AsConditionError(err); !ok {

@@ -66,12 +66,6 @@ type checkState struct {
 	refreshed string
 }
 
-// errClientPending: the connection's client is not built yet (look again shortly).
-var errClientPending = errors.New("connection client pending")
-
-// errSuspended: the connection is suspended; nothing goes through it.
-var errSuspended = errors.New("connection suspended")
-
 // Reconcile handles one SecretPush: fetch, run the pass, write status once.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	sp := &kf.SecretPush{}
@@ -124,10 +118,10 @@ func (r *Reconciler) pass(ctx context.Context, sp *kf.SecretPush, now time.Time)
 	}
 	c, conn, err := r.connection(ctx, sp)
 	switch {
-	case errors.Is(err, errClientPending):
+	case errors.Is(err, common.ErrClientPending):
 		o.pending = true
 		return o, nil
-	case errors.Is(err, errSuspended):
+	case errors.Is(err, common.ErrConnectionSuspended):
 		o.held = true
 		return o, nil
 	case err != nil:
@@ -264,48 +258,20 @@ func (r *Reconciler) source(ctx context.Context, sp *kf.SecretPush) (*corev1.Sec
 }
 
 // connection resolves the SecretPush's connection and returns its client. A
-// ClusterVaultConnection lends itself for pushes only with allowPush, to the namespaces,
-// vaults and environments it allows.
+// ClusterVaultConnection lends itself for pushes only with allowPush, for the vaults and
+// environments it allows.
 func (r *Reconciler) connection(ctx context.Context, sp *kf.SecretPush) (*vault.Client, kf.Connection, error) {
-	ref := sp.Spec.ConnectionRef
-	kind := ref.GetKind()
-	conn := kf.NewConnection(kind, sp.Namespace, ref.Name)
-	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(conn), conn); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, conn, common.TransientErr(kf.ReasonConnectionNotReady, "%s %s not found", kind, ref.Name)
-		}
-		return nil, conn, err
-	}
-	if cvc, ok := conn.(*kf.ClusterVaultConnection); ok {
-		allowed, err := common.NamespaceAllowed(ctx, r.Client, cvc, sp.Namespace)
+	return common.ResolveConnection(ctx, r.Client, r.Registry, sp.Spec.ConnectionRef, sp.Namespace, func(cvc *kf.ClusterVaultConnection) error {
 		switch {
-		case err != nil:
-			return nil, conn, err
 		case !cvc.Spec.AllowPush:
-			return nil, conn, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend itself for pushes (allowPush)", cvc.Name)
-		case !allowed:
-			return nil, conn, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not allow namespace %s (namespaceSelector)", cvc.Name, sp.Namespace)
+			return common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend itself for pushes (allowPush)", cvc.Name)
 		case !common.GlobsAllow(cvc.Spec.AllowedVaults, sp.Spec.Vault, sp.Namespace):
-			return nil, conn, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend vault %q to namespace %s (allowedVaults)", cvc.Name, sp.Spec.Vault, sp.Namespace)
+			return common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend vault %q to namespace %s (allowedVaults)", cvc.Name, sp.Spec.Vault, sp.Namespace)
 		case !common.GlobsAllow(cvc.Spec.AllowedEnvironments, sp.Spec.Environment, sp.Namespace):
-			return nil, conn, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend environment %q to namespace %s (allowedEnvironments)", cvc.Name, sp.Spec.Environment, sp.Namespace)
+			return common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend environment %q to namespace %s (allowedEnvironments)", cvc.Name, sp.Spec.Environment, sp.Namespace)
 		}
-	}
-	switch {
-	case !conn.GetDeletionTimestamp().IsZero():
-		return nil, conn, common.TransientErr(kf.ReasonConnectionNotReady, "%s %s is being deleted", kind, ref.Name)
-	case conn.ConnectionSpec().Suspend:
-		return nil, conn, errSuspended
-	}
-	if ready := common.ReadyOf(conn.ConnectionStatus().Conditions); ready != nil &&
-		(ready.Reason == kf.ReasonCredentialsNotFound || ready.Reason == kf.ReasonInvalidSpec) {
-		return nil, conn, common.TransientErr(kf.ReasonConnectionNotReady, "%s %s: %s: %s", kind, ref.Name, ready.Reason, ready.Message)
-	}
-	c, ok := r.Registry.Get(common.ConnectionIDOf(conn))
-	if !ok {
-		return nil, conn, errClientPending
-	}
-	return c, conn, nil
+		return nil
+	})
 }
 
 // ensureFinalizer keeps a finalizer exactly on SecretPushes with deletionPolicy Delete.
