@@ -49,6 +49,10 @@ vet: ## Run go vet.
 lint: golangci-lint ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
+.PHONY: check-tree
+check-tree: ## Fail on tracked build outputs, files over 1 MiB outside testdata/ and docs/, or an untidy go.mod.
+	hack/check-tree.sh
+
 .PHONY: control-plane
 control-plane: ## Build (once per machine) the local kube-apiserver, etcd and kubectl.
 	@hack/build-control-plane.sh >/dev/null
