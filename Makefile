@@ -120,7 +120,7 @@ run: manifests generate ## Run the manager from your host against the current ku
 .PHONY: image
 image: ## Build the images as archives for `docker load` / `ctr images import`, without a Docker engine: the manager (IMG), the dev vault, the test app and the local node's pod sandbox.
 	go run ./hack/image -cmd ./cmd/manager -tag $(IMG) -version $(VERSION) -out $(LOCALBIN)/keyferry.tar
-	go run ./hack/image -cmd ./cmd/devvault -tag keyferry-devvault:dev -version $(VERSION) -out $(LOCALBIN)/keyferry-devvault.tar
+	go run ./hack/image -cmd ./hack/devvault -tag keyferry-devvault:dev -version $(VERSION) -out $(LOCALBIN)/keyferry-devvault.tar
 	go run ./hack/image -cmd ./hack/testapp -tag keyferry-testapp:dev -version $(VERSION) -out $(LOCALBIN)/keyferry-testapp.tar
 	go run ./hack/image -cmd ./hack/pause -tag keyferry-pause:dev -version $(VERSION) -out $(LOCALBIN)/keyferry-pause.tar
 

@@ -12,9 +12,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
-	"github.com/keyferry/keyferry/internal/devvault"
-	"github.com/keyferry/keyferry/internal/luascript"
-	"github.com/keyferry/keyferry/internal/testenv"
+	"github.com/keyferry/keyferry/internal/dev/devvault"
+	"github.com/keyferry/keyferry/internal/dev/luascript"
+	"github.com/keyferry/keyferry/internal/dev/testenv"
 )
 
 // The Argo CD health checks in config/argocd run on objects in each state, as the real

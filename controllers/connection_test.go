@@ -11,7 +11,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
-	"github.com/keyferry/keyferry/internal/devvault"
+	"github.com/keyferry/keyferry/internal/dev/devvault"
 )
 
 // providerRequests reads keyferry_provider_requests_total for one connection and op.

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
-	"github.com/keyferry/keyferry/internal/devvault"
+	"github.com/keyferry/keyferry/internal/dev/devvault"
 )
 
 // Each test here replays, as a namespaced user would, an attack on the shared operator,

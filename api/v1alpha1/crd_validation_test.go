@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
-	"github.com/keyferry/keyferry/internal/testenv"
+	"github.com/keyferry/keyferry/internal/dev/testenv"
 )
 
 var (

@@ -11,7 +11,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/keyferry/keyferry/internal/luascript"
+	"github.com/keyferry/keyferry/internal/dev/luascript"
 )
 
 var kinds = []string{"SecretBinding", "VaultConnection", "ClusterVaultConnection", "ClusterSecretBinding", "SecretPush"}

@@ -29,7 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
-	"github.com/keyferry/keyferry/internal/localstack"
+	"github.com/keyferry/keyferry/internal/dev/localstack"
 )
 
 type params struct {

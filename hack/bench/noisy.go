@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
-	"github.com/keyferry/keyferry/internal/devvault"
+	"github.com/keyferry/keyferry/internal/dev/devvault"
 )
 
 // The noisy-neighbour mode (-noisy N, -backlog M): how long a healthy tenant's new binding

@@ -17,8 +17,8 @@ import (
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 
-	"github.com/keyferry/keyferry/internal/localnode"
-	"github.com/keyferry/keyferry/internal/localstack"
+	"github.com/keyferry/keyferry/internal/dev/localnode"
+	"github.com/keyferry/keyferry/internal/dev/localstack"
 )
 
 func main() {

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/keyferry/keyferry/internal/localnode"
+	"github.com/keyferry/keyferry/internal/dev/localnode"
 )
 
 func main() {

@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
-	"github.com/keyferry/keyferry/internal/testenv"
+	"github.com/keyferry/keyferry/internal/dev/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyferry/keyferry/internal/devvault"
+	"github.com/keyferry/keyferry/internal/dev/devvault"
 	"github.com/keyferry/keyferry/internal/vault"
 )
 

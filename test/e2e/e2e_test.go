@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyferry/keyferry/internal/localstack"
-	"github.com/keyferry/keyferry/internal/testenv"
+	"github.com/keyferry/keyferry/internal/dev/localstack"
+	"github.com/keyferry/keyferry/internal/dev/testenv"
 )
 
 var stack *localstack.Stack

@@ -23,9 +23,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyferry/keyferry/internal/devcert"
-	"github.com/keyferry/keyferry/internal/localnode"
-	"github.com/keyferry/keyferry/internal/localstack"
+	"github.com/keyferry/keyferry/internal/dev/devcert"
+	"github.com/keyferry/keyferry/internal/dev/localnode"
+	"github.com/keyferry/keyferry/internal/dev/localstack"
 )
 
 var node *localnode.Node

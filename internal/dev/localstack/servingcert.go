@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/keyferry/keyferry/internal/devcert"
+	"github.com/keyferry/keyferry/internal/dev/devcert"
 )
 
 // writeServingCert writes kube-apiserver's serving certificate (apiserver.crt, .key) into

@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keyferry/keyferry/internal/localstack"
+	"github.com/keyferry/keyferry/internal/dev/localstack"
 )
 
 const (

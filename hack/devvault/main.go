@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keyferry/keyferry/internal/devvault"
+	"github.com/keyferry/keyferry/internal/dev/devvault"
 )
 
 func main() {
