@@ -1,6 +1,7 @@
 // Package controllers wires keyferry's reconcilers into a manager: one package per
-// reconciler (binding, clusterbinding, connection, push, workload) and common for what they share; the caches
-// and clients they read through are set up here.
+// reconciler (binding, clusterbinding, connection, push, workload), and what they share
+// by job (steps, conditions, resolve, queue, consumers); the caches and clients they read
+// through are set up here.
 package controllers
 
 import (
@@ -10,6 +11,7 @@ import (
 	"github.com/keyferry/keyferry/controllers/binding"
 	"github.com/keyferry/keyferry/controllers/clusterbinding"
 	"github.com/keyferry/keyferry/controllers/connection"
+	"github.com/keyferry/keyferry/controllers/consumers"
 	"github.com/keyferry/keyferry/controllers/push"
 	"github.com/keyferry/keyferry/controllers/workload"
 
@@ -48,7 +50,7 @@ type Options struct {
 	Shard shard.Shard
 }
 
-// SetupWithManager registers every keyferry reconciler with mgr.
+// SetupWithManager registers every keyferry reconciler with mgr, one small setup per kind.
 func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -56,77 +58,110 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.CredentialsPollInterval <= 0 {
 		opts.CredentialsPollInterval = 10 * time.Second
 	}
+	if opts.RestartDebounce <= 0 {
+		opts.RestartDebounce = 5 * time.Second
+	}
+	w := newWiring()
+	for _, setup := range []func(ctrl.Manager, Options, wiring) error{
+		setupConnections, setupWorkloads, setupClusterBindings, setupPushes, setupBindings,
+	} {
+		if err := setup(mgr, opts, w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wiring is what the reconcilers pass each other: the binding reconciler wakes a
+// connection's (a 401 or 403 seen), the connection's tells the bindings its client is
+// built. Buffered: a wake-up already queued is enough.
+type wiring struct {
+	wake, ready map[kf.ConnectionKind]chan event.GenericEvent
+}
+
+func newWiring() wiring {
+	return wiring{
+		wake: map[kf.ConnectionKind]chan event.GenericEvent{
+			kf.ConnectionKindNamespaced: make(chan event.GenericEvent, 64), kf.ConnectionKindCluster: make(chan event.GenericEvent, 64)},
+		ready: map[kf.ConnectionKind]chan event.GenericEvent{
+			kf.ConnectionKindNamespaced: make(chan event.GenericEvent, 256), kf.ConnectionKindCluster: make(chan event.GenericEvent, 64)},
+	}
+}
+
+// setupConnections: VaultConnections and ClusterVaultConnections, reading credentials
+// from their own label-selected cache.
+func setupConnections(mgr ctrl.Manager, opts Options, w wiring) error {
 	creds, err := newSelectedCache(mgr, &corev1.Secret{}, labels.SelectorFromSet(labels.Set{kf.LabelCredentials: "true"}))
 	if err != nil {
 		return err
 	}
-	wakeVC := make(chan event.GenericEvent, 64)
-	wakeCVC := make(chan event.GenericEvent, 64)
-	readyVC := make(chan event.GenericEvent, 256)
-	readyCVC := make(chan event.GenericEvent, 64)
-	for _, r := range []*connection.Reconciler{
-		{Kind: kf.ConnectionKindNamespaced, Wake: wakeVC, ClientReady: readyVC},
-		{Kind: kf.ConnectionKindCluster, Wake: wakeCVC, ClientReady: readyCVC},
-	} {
-		r.Client, r.Registry, r.Clock = mgr.GetClient(), opts.Registry, opts.Clock
-		r.Credentials = credentialReader{cache: creds, live: mgr.GetAPIReader()}
-		r.CredentialsCache = creds
-		r.Recorder = mgr.GetEventRecorder("keyferry")
-		r.PollInterval, r.Workers = opts.CredentialsPollInterval, opts.ConnectionWorkers
-		r.ReportOnly = r.Kind == kf.ConnectionKindCluster && opts.Shard.Index > 0
+	for _, kind := range []kf.ConnectionKind{kf.ConnectionKindNamespaced, kf.ConnectionKindCluster} {
+		r := &connection.Reconciler{Kind: kind, Wake: w.wake[kind], ClientReady: w.ready[kind],
+			Client: mgr.GetClient(), Registry: opts.Registry, Clock: opts.Clock,
+			Credentials: credentialReader{cache: creds, live: mgr.GetAPIReader()}, CredentialsCache: creds,
+			Recorder: mgr.GetEventRecorder("keyferry"), PollInterval: opts.CredentialsPollInterval, Workers: opts.ConnectionWorkers,
+			ReportOnly: kind == kf.ConnectionKindCluster && opts.Shard.Index > 0}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}
-	if opts.RestartDebounce <= 0 {
-		opts.RestartDebounce = 5 * time.Second
+	return nil
+}
+
+// setupWorkloads: restarts of opted-in Deployments, StatefulSets and DaemonSets, and the
+// index of workloads by the Secrets they read (the binding reconciler reads it too).
+func setupWorkloads(mgr ctrl.Manager, opts Options, _ wiring) error {
+	if err := consumers.Index(mgr); err != nil {
+		return err
 	}
-	for _, kind := range workload.Kinds {
-		w := &workload.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetCache(), Clock: opts.Clock,
+	for _, kind := range consumers.Kinds {
+		r := &workload.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetCache(), Clock: opts.Clock,
 			Recorder: mgr.GetEventRecorder("keyferry"), HMACKey: opts.HMACKey, Kind: kind, Debounce: opts.RestartDebounce}
-		if err := w.SetupWithManager(mgr); err != nil {
+		if err := r.SetupWithManager(mgr); err != nil {
 			return err
 		}
 	}
-	if opts.Shard.Index == 0 {
-		// One shard provisions every namespace (ClusterSecretBindings are cluster-scoped):
-		// shard 0, whatever the namespace's own shard, so each namespace gets its binding
-		// exactly once. Each binding is then synced by its namespace's shard.
-		children, err := newSelectedCache(mgr, &kf.SecretBinding{}, clusterBindingChildren())
-		if err != nil {
-			return err
-		}
-		cb := &clusterbinding.Reconciler{Client: mgr.GetClient(), Bindings: children, APIReader: mgr.GetAPIReader(),
-			Clock: opts.Clock, Recorder: mgr.GetEventRecorder("keyferry"), Workers: 1}
-		if err := cb.SetupWithManager(mgr, children); err != nil {
-			return err
-		}
+	return nil
+}
+
+// setupClusterBindings: on shard 0 alone, whatever the namespace's own shard, so each
+// namespace gets its binding exactly once (ClusterSecretBindings are cluster-scoped); each
+// binding is then synced by its namespace's shard.
+func setupClusterBindings(mgr ctrl.Manager, opts Options, _ wiring) error {
+	if opts.Shard.Index != 0 {
+		return nil
 	}
+	children, err := newSelectedCache(mgr, &kf.SecretBinding{}, clusterBindingChildren())
+	if err != nil {
+		return err
+	}
+	r := &clusterbinding.Reconciler{Client: mgr.GetClient(), Bindings: children, APIReader: mgr.GetAPIReader(),
+		Clock: opts.Clock, Recorder: mgr.GetEventRecorder("keyferry"), Workers: 1}
+	return r.SetupWithManager(mgr, children)
+}
+
+// setupPushes: SecretPushes, reading their sources from a cache of the Secrets that opted in.
+func setupPushes(mgr ctrl.Manager, opts Options, _ wiring) error {
 	sources, err := newSelectedCache(mgr, &corev1.Secret{}, labels.SelectorFromSet(labels.Set{kf.LabelPush: "true"}))
 	if err != nil {
 		return err
 	}
-	if err := (&push.Reconciler{Client: mgr.GetClient(), Sources: sources, APIReader: mgr.GetAPIReader(),
+	r := &push.Reconciler{Client: mgr.GetClient(), Sources: sources, APIReader: mgr.GetAPIReader(),
+		Registry: opts.Registry, Clock: opts.Clock, Recorder: mgr.GetEventRecorder("keyferry"), HMACKey: opts.HMACKey, Workers: 2}
+	return r.SetupWithManager(mgr, sources)
+}
+
+// setupBindings: SecretBindings, writing managed Secrets read back through the manager's
+// label-selected cache.
+func setupBindings(mgr ctrl.Manager, opts Options, w wiring) error {
+	r := &binding.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetCache(), APIReader: mgr.GetAPIReader(),
 		Registry: opts.Registry, Clock: opts.Clock, Recorder: mgr.GetEventRecorder("keyferry"), HMACKey: opts.HMACKey,
-		Workers: 2}).SetupWithManager(mgr, sources); err != nil {
-		return err
+		Wake: map[kf.ConnectionKind]chan<- event.GenericEvent{}, ClientReady: map[kf.ConnectionKind]<-chan event.GenericEvent{},
+		Workers: opts.BindingWorkers}
+	for kind := range w.wake {
+		r.Wake[kind], r.ClientReady[kind] = w.wake[kind], w.ready[kind]
 	}
-	return (&binding.Reconciler{
-		Client:    mgr.GetClient(),
-		Secrets:   mgr.GetCache(),
-		APIReader: mgr.GetAPIReader(),
-		Registry:  opts.Registry,
-		Clock:     opts.Clock,
-		Recorder:  mgr.GetEventRecorder("keyferry"),
-		HMACKey:   opts.HMACKey,
-		Wake: map[kf.ConnectionKind]chan<- event.GenericEvent{
-			kf.ConnectionKindNamespaced: wakeVC, kf.ConnectionKindCluster: wakeCVC,
-		},
-		ClientReady: map[kf.ConnectionKind]<-chan event.GenericEvent{
-			kf.ConnectionKindNamespaced: readyVC, kf.ConnectionKindCluster: readyCVC,
-		},
-		Workers: opts.BindingWorkers,
-	}).SetupWithManager(mgr)
+	return r.SetupWithManager(mgr)
 }
 
 // CacheOptions caches only the Secrets keyferry writes (label keyferry.dev/binding) and the

@@ -28,11 +28,11 @@ import (
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/controllers"
 	"github.com/keyferry/keyferry/internal/dev/devvault"
-	"github.com/keyferry/keyferry/internal/hmackey"
 	"github.com/keyferry/keyferry/internal/dev/localstack"
+	"github.com/keyferry/keyferry/internal/dev/testenv"
+	"github.com/keyferry/keyferry/internal/hmackey"
 	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/shard"
-	"github.com/keyferry/keyferry/internal/dev/testenv"
 	"github.com/keyferry/keyferry/internal/vault"
 )
 

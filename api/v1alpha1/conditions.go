@@ -97,6 +97,10 @@ const (
 	// AnnotationRestartedFor on a workload's pod template is the keyed HMAC of the Secret
 	// data it consumes; keyferry changes it (rolling the workload out) when that data does.
 	AnnotationRestartedFor = "keyferry.dev/restarted-for"
+	// AnnotationRestartedAt on a workload is when keyferry last restarted it (RFC 3339):
+	// the binding reconciler reads it into status.lastRestartTime of the bindings whose
+	// Secrets the workload consumes, so that status keeps one writer.
+	AnnotationRestartedAt = "keyferry.dev/restarted-at"
 	// LabelPrefixConsumed: a label consumed.keyferry.dev/<Secret> on a workload records a
 	// short keyed digest of the data it read of that managed Secret when it last started
 	// (or was first seen), so a restart happens only when data it read changed. <Secret> is
@@ -123,6 +127,13 @@ const (
 	FinalizerPushCleanup = "keyferry.dev/push-cleanup"
 	// FieldManager is the server-side apply field manager of every write keyferry makes.
 	FieldManager = "keyferry"
+
+	// The field managers of status writes, one per reconciler: an object's status has one
+	// writer, and its managedFields say which.
+	StatusOwnerBinding        = "keyferry-secretbinding"
+	StatusOwnerPush           = "keyferry-secretpush"
+	StatusOwnerClusterBinding = "keyferry-clustersecretbinding"
+	StatusOwnerConnection     = "keyferry-connection"
 	// FinalizerSignout lets a deleted connection sign its session out first.
 	FinalizerSignout = "keyferry.dev/signout"
 	// FinalizerMergeCleanup lets a deleted Merge binding remove its keys first.

@@ -145,3 +145,31 @@ func (p *SecretPush) GetUpdatePolicy() UpdatePolicy {
 	}
 	return p.Spec.UpdatePolicy
 }
+
+// IsSuspended says whether spec.suspend holds the object: keyferry neither reads, writes
+// nor reports for it until it resumes.
+func (b *SecretBinding) IsSuspended() bool { return b.Spec.Suspend }
+
+// IsSuspended says whether spec.suspend holds the object.
+func (c *ClusterSecretBinding) IsSuspended() bool { return c.Spec.Suspend }
+
+// IsSuspended says whether spec.suspend holds the object.
+func (p *SecretPush) IsSuspended() bool { return p.Spec.Suspend }
+
+// IsSuspended says whether spec.suspend holds the object.
+func (c *VaultConnection) IsSuspended() bool { return c.Spec.Suspend }
+
+// IsSuspended says whether spec.suspend holds the object.
+func (c *ClusterVaultConnection) IsSuspended() bool { return c.Spec.Suspend }
+
+// StatusConditions are the status' conditions (what an Event on a Ready transition reads).
+func (s SecretBindingStatus) StatusConditions() []metav1.Condition { return s.Conditions }
+
+// StatusConditions are the status' conditions.
+func (s ClusterSecretBindingStatus) StatusConditions() []metav1.Condition { return s.Conditions }
+
+// StatusConditions are the status' conditions.
+func (s SecretPushStatus) StatusConditions() []metav1.Condition { return s.Conditions }
+
+// StatusConditions are the status' conditions.
+func (s VaultConnectionStatus) StatusConditions() []metav1.Condition { return s.Conditions }

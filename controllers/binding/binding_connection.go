@@ -3,7 +3,8 @@ package binding
 import (
 	"context"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
+	"github.com/keyferry/keyferry/controllers/resolve"
 
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
@@ -15,12 +16,30 @@ import (
 type resolvedConnection struct {
 	conn  kf.Connection
 	ready bool
+	// target is what the binding reads through it.
+	target vault.Target
 }
 
-// connectionClient resolves the binding's connection and returns its provider client.
+// connectionClient resolves the binding's connection by the rule every kind shares
+// (resolve.Connection) and returns its provider client and what the binding reads
+// through it.
 func (r *Reconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) (*vault.Client, resolvedConnection, error) {
-	c, conn, err := common.ResolveConnection(ctx, r.Client, r.Registry, b.Spec.ConnectionRef, b.Namespace, nil)
-	return c, resolvedConnection{conn: conn, ready: common.IsReady(conn.ConnectionStatus().Conditions)}, err
+	c, conn, err := resolve.Connection(ctx, r.Client, r.Registry, b.Spec.ConnectionRef, bindingUse(b))
+	rc := resolvedConnection{conn: conn, ready: conditions.IsReady(conn.ConnectionStatus().Conditions)}
+	if err == nil {
+		rc.target = read(b).Target(conn)
+	}
+	return c, rc, err
+}
+
+// read is the vault environment the binding reads, with its own request if it sets one.
+func read(b *kf.SecretBinding) resolve.Read {
+	return resolve.Read{Vault: b.Spec.Vault, Environment: b.Spec.Environment, Request: b.Spec.Request}
+}
+
+// bindingUse is what the binding asks of its connection.
+func bindingUse(b *kf.SecretBinding) resolve.Use {
+	return resolve.Use{Namespace: b.Namespace, Reads: []resolve.Read{read(b)}}
 }
 
 // wakeConnection asks the connection's reconciler to look again now (a 401 or 403 was
@@ -35,27 +54,4 @@ func (r *Reconciler) wakeConnection(rc resolvedConnection) {
 	case ch <- event.GenericEvent{Object: obj}:
 	default: // a wake-up is already queued
 	}
-}
-
-// lentTarget is what the binding reads through conn: its vault and environment, with the
-// binding's own request or else the connection's. A ClusterVaultConnection lends its
-// credential only for the vaults and environments it allows, and with its own request
-// unless it lets bindings set theirs.
-func lentTarget(conn kf.Connection, b *kf.SecretBinding) (vault.Target, error) {
-	rq := b.Spec.Request
-	if cvc, ok := conn.(*kf.ClusterVaultConnection); ok {
-		lend := cvc.Spec
-		switch {
-		case !common.GlobsAllow(lend.AllowedVaults, b.Spec.Vault, b.Namespace):
-			return vault.Target{}, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend vault %q to namespace %s (allowedVaults)", cvc.Name, b.Spec.Vault, b.Namespace)
-		case !common.GlobsAllow(lend.AllowedEnvironments, b.Spec.Environment, b.Namespace):
-			return vault.Target{}, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend environment %q to namespace %s (allowedEnvironments)", cvc.Name, b.Spec.Environment, b.Namespace)
-		case rq != nil && !lend.AllowBindingRequest:
-			return vault.Target{}, common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not let bindings set their own request (allowBindingRequest); remove spec.request to use the connection's", cvc.Name)
-		}
-	}
-	if rq == nil {
-		rq = conn.ConnectionSpec().Request
-	}
-	return vaultTarget(b, rq), nil
 }

@@ -5,17 +5,15 @@ package binding
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"time"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
+	"github.com/keyferry/keyferry/controllers/queue"
+	"github.com/keyferry/keyferry/controllers/resolve"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -23,10 +21,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/controllers/consumers"
+	"github.com/keyferry/keyferry/controllers/steps"
 	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/render"
 	"github.com/keyferry/keyferry/internal/vault"
@@ -55,31 +54,32 @@ type Reconciler struct {
 
 	target secretWriter
 	memory passMemory
-	waker  common.Waker
+	waker  queue.Waker
 }
 
 // Reconcile handles one binding: fetch, run the pass, schedule, write status once.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	b := &kf.SecretBinding{}
-	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
-		if apierrors.IsNotFound(err) {
-			withdraw(req.NamespacedName, r.memory.forget(req.NamespacedName))
-			metrics.BindingReason(req.String(), "")
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !b.DeletionTimestamp.IsZero() {
+	stage, err := steps.Fetch(ctx, r.Client, req.NamespacedName, b)
+	switch {
+	case err != nil:
+		return ctrl.Result{}, err
+	case stage == steps.Gone:
+		withdraw(req.NamespacedName, r.memory.forget(req.NamespacedName))
+		metrics.BindingReason(req.String(), "")
+		return ctrl.Result{}, nil
+	case stage == steps.Deleting:
 		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName))
 		return ctrl.Result{}, r.finalize(ctx, b)
-	}
-	if b.Spec.Suspend {
+	case stage == steps.Suspended:
 		// Nothing is touched, status included; resuming bumps the generation, which makes
 		// the binding due at once.
 		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName))
 		ctrl.LoggerFrom(ctx).V(1).Info("suspended: not syncing")
 		return ctrl.Result{}, nil
 	}
-	if err := r.ensureFinalizer(ctx, b); err != nil {
+	// Merge bindings must remove their keys from a Secret they do not own when deleted.
+	if err := steps.EnsureFinalizer(ctx, r.Client, b, kf.FinalizerMergeCleanup, b.GetCreationPolicy() == kf.CreationPolicyMerge); err != nil {
 		return ctrl.Result{}, err
 	}
 
@@ -104,10 +104,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	logOutcome(ctrl.LoggerFrom(ctx), o, failures, next)
 	recordMetrics(o)
 	st := computeBindingStatus(b.Status, o, next, now)
-	if ready := common.ReadyOf(st.Conditions); ready != nil {
+	// What the workloads reading the Secret say (the workload reconciler writes them,
+	// never this status).
+	rep, err := consumers.Of(ctx, r.Client, b.Namespace, b.GetTargetName())
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	rep.Apply(&st)
+	if ready := conditions.ReadyOf(st.Conditions); ready != nil {
 		metrics.BindingReason(req.String(), ready.Reason)
 	}
-	if err := r.patchStatus(ctx, b, st); err != nil {
+	if err := steps.PatchStatus(ctx, r.status(), b, &b.Status, st); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.memory.refreshDone(req.NamespacedName, o)
@@ -130,20 +137,17 @@ func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Tim
 	}
 	c, conn, err := r.connectionClient(ctx, b)
 	switch {
-	case errors.Is(err, common.ErrClientPending):
+	case errors.Is(err, resolve.ErrClientPending):
 		o.pending = true
 		return o, nil
-	case errors.Is(err, common.ErrConnectionSuspended):
+	case errors.Is(err, resolve.ErrConnectionSuspended):
 		o.held = true
 		return o, nil
 	}
 	if err != nil {
 		return o.failed(err)
 	}
-	target, err := lentTarget(conn.conn, b)
-	if err != nil {
-		return o.failed(err)
-	}
+	target := conn.target
 	current, err := r.target.current(ctx, b)
 	if err != nil {
 		return o.failed(err)
@@ -225,7 +229,7 @@ func (r *Reconciler) due(b *kf.SecretBinding, current *corev1.Secret, now time.T
 	if b.GetRefreshPolicy() == kf.RefreshPolicyPeriodic && (st.NextSyncTime == nil || !now.Before(st.NextSyncTime.Time)) {
 		return true
 	}
-	return !common.IsReady(st.Conditions) || current == nil || drifted(current)
+	return !conditions.IsReady(st.Conditions) || current == nil || drifted(current)
 }
 
 func (r *Reconciler) draw() float64 {
@@ -235,42 +239,9 @@ func (r *Reconciler) draw() float64 {
 	return rand.Float64()
 }
 
-// patchStatus writes next when it differs from the stored status, with an Event when
-// Ready changes.
-func (r *Reconciler) patchStatus(ctx context.Context, b *kf.SecretBinding, next kf.SecretBindingStatus) error {
-	if equality.Semantic.DeepEqual(b.Status, next) {
-		return nil
-	}
-	prev := b.Status
-	patch, err := statusPatch(prev, next)
-	if err != nil {
-		return fmt.Errorf("status patch of SecretBinding %s/%s: %w", b.Namespace, b.Name, err)
-	}
-	b.Status = next
-	if err := r.Client.Status().Patch(ctx, b, patch); err != nil {
-		return err
-	}
-	common.RecordTransition(r.Recorder, b, common.ReadyOf(prev.Conditions), common.ReadyOf(next.Conditions))
-	return nil
-}
-
-// statusPatch is the JSON merge patch from one status to the next, computed from the
-// statuses alone: the same patch client.MergeFrom would send, without copying and
-// serializing the whole binding twice per write.
-func statusPatch(prev, next kf.SecretBindingStatus) (client.Patch, error) {
-	from, err := json.Marshal(map[string]any{"status": prev})
-	if err != nil {
-		return nil, err
-	}
-	to, err := json.Marshal(map[string]any{"status": next})
-	if err != nil {
-		return nil, err
-	}
-	data, err := jsonpatch.CreateMergePatch(from, to)
-	if err != nil {
-		return nil, err
-	}
-	return client.RawPatch(types.MergePatchType, data), nil
+// status is the binding reconciler's status writer: the one writer of SecretBinding status.
+func (r *Reconciler) status() steps.StatusPatcher {
+	return steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder, Owner: kf.StatusOwnerBinding}
 }
 
 func recordMetrics(o syncOutcome) {
@@ -304,7 +275,7 @@ func logOutcome(log logr.Logger, o syncOutcome, failures int, next time.Time) {
 		log.Info("Secret unchanged", "keys", o.keys, "nextSync", next)
 	case o.err.Reason == kf.ReasonConnectionNotReady:
 		log.Info("waiting for the connection", "message", o.err.Message, "retry", next)
-	case o.err.Class == common.ClassWaiting:
+	case o.err.Class == conditions.ClassWaiting:
 		log.Info("paused", "reason", o.err.Reason, "until", o.err.RetryAt, "message", o.err.Message, "retry", next)
 	default:
 		log.Info("sync failed", "reason", o.err.Reason, "class", o.err.Class.String(), "failures", failures,

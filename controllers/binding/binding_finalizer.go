@@ -11,24 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/steps"
 )
-
-// ensureFinalizer keeps a finalizer exactly on Merge bindings, which must remove their
-// keys from a Secret they do not own when deleted.
-func (r *Reconciler) ensureFinalizer(ctx context.Context, b *kf.SecretBinding) error {
-	want := b.GetCreationPolicy() == kf.CreationPolicyMerge
-	if want == controllerutil.ContainsFinalizer(b, kf.FinalizerMergeCleanup) {
-		return nil
-	}
-	base := b.DeepCopy()
-	if want {
-		controllerutil.AddFinalizer(b, kf.FinalizerMergeCleanup)
-	} else {
-		controllerutil.RemoveFinalizer(b, kf.FinalizerMergeCleanup)
-	}
-	return r.Client.Patch(ctx, b, client.MergeFrom(base))
-}
 
 // finalize removes a Merge binding's keys (its field manager applies nothing, so the
 // fields it alone owned go) and then the finalizer. Owner Secrets go with the binding
@@ -43,7 +27,7 @@ func (r *Reconciler) finalize(ctx context.Context, b *kf.SecretBinding) error {
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return err
-	case s.Labels[kf.LabelBinding] == common.LabelValue(b.Name):
+	case s.Labels[kf.LabelBinding] == kf.LabelValue(b.Name):
 		err := r.Client.Apply(ctx, corev1ac.Secret(s.Name, s.Namespace), client.FieldOwner(kf.FieldManager), client.ForceOwnership)
 		switch {
 		case err == nil, apierrors.IsNotFound(err):
@@ -58,7 +42,5 @@ func (r *Reconciler) finalize(ctx context.Context, b *kf.SecretBinding) error {
 			return err
 		}
 	}
-	base := b.DeepCopy()
-	controllerutil.RemoveFinalizer(b, kf.FinalizerMergeCleanup)
-	return client.IgnoreNotFound(r.Client.Patch(ctx, b, client.MergeFrom(base)))
+	return steps.RemoveFinalizer(ctx, r.Client, b, kf.FinalizerMergeCleanup)
 }

@@ -3,19 +3,13 @@ package binding
 import (
 	"errors"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/internal/render"
-	"github.com/keyferry/keyferry/internal/vault"
 )
 
 // Translations of a binding's spec into the plain inputs of internal packages.
-
-// vaultTarget is what the binding reads, with the request rq (nil: the native endpoint).
-func vaultTarget(b *kf.SecretBinding, rq *kf.RequestSpec) vault.Target {
-	return vault.Target{Vault: b.Spec.Vault, Environment: b.Spec.Environment, Request: common.PullRequest(rq)}
-}
 
 func renderSpec(b *kf.SecretBinding) render.Spec {
 	s := render.Spec{}
@@ -39,7 +33,7 @@ func renderSpec(b *kf.SecretBinding) render.Spec {
 func renderError(err error) error {
 	var re *render.Error
 	if errors.As(err, &re) && re.TooLarge {
-		return common.StalledErr(kf.ReasonTooLarge, "%s", re.Message)
+		return conditions.StalledErr(kf.ReasonTooLarge, "%s", re.Message)
 	}
-	return common.StalledErr(kf.ReasonInvalidSpec, "%s", err.Error())
+	return conditions.StalledErr(kf.ReasonInvalidSpec, "%s", err.Error())
 }

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -59,7 +59,7 @@ type syncOutcome struct {
 	// fetchedAt is when the data was read from the vault (a shared snapshot may be a
 	// little older than the pass).
 	fetchedAt time.Time
-	err       *common.ConditionError
+	err       *conditions.ConditionError
 	// spread is a random draw in [0,1) that jitters the schedule.
 	spread float64
 }
@@ -72,7 +72,7 @@ func waitingStatus(prev kf.SecretBindingStatus, o syncOutcome, now time.Time) kf
 		timeout = "requestTimeout " + o.requestTimeout.Duration.String()
 	}
 	st := *prev.DeepCopy()
-	common.SetCondition(&st.Conditions, metav1.Condition{Type: kf.ConditionReconciling, Status: metav1.ConditionTrue,
+	conditions.SetCondition(&st.Conditions, metav1.Condition{Type: kf.ConditionReconciling, Status: metav1.ConditionTrue,
 		Reason: kf.ReasonProgressing, ObservedGeneration: o.generation,
 		Message: fmt.Sprintf("waiting for the vault's answer since %s (%s)", o.waitingSince.UTC().Format(time.RFC3339), timeout)}, now)
 	return st
@@ -85,7 +85,7 @@ func (o syncOutcome) acted() bool { return !o.skipped && !o.pending && !o.fetchi
 // failed returns o with err as its failure when err is about the binding; any other
 // error (API server trouble) is returned for the controller's backoff.
 func (o syncOutcome) failed(err error) (syncOutcome, error) {
-	ce, ok := common.AsConditionError(err)
+	ce, ok := conditions.AsConditionError(err)
 	if !ok {
 		return o, err
 	}
@@ -121,7 +121,7 @@ func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time
 		return next
 	}
 	retry := now.Add(min(backoff.Default.After(failures), interval))
-	if o.err.Class == common.ClassWaiting && !o.err.RetryAt.After(now) {
+	if o.err.Class == conditions.ClassWaiting && !o.err.RetryAt.After(now) {
 		// A pause that is already over: go again at once (spread), not after a backoff
 		// grown by answers that only repeated the pause.
 		return now.Add(max(time.Duration(o.spread*float64(retrySpread)), time.Second))
@@ -129,7 +129,7 @@ func nextSync(o syncOutcome, failures int, interval time.Duration, now time.Time
 	if o.err.RetryAt.After(now) {
 		// Nothing succeeds before the provider allows it; a waiting failure needs no more.
 		at := o.err.RetryAt.Add(time.Duration(o.spread * float64(retrySpread)))
-		if o.err.Class == common.ClassWaiting || at.After(retry) {
+		if o.err.Class == conditions.ClassWaiting || at.After(retry) {
 			return at
 		}
 	}
@@ -151,7 +151,7 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 		return prev
 	}
 	if o.err == nil {
-		old := common.ReadyOf(prev.Conditions)
+		old := conditions.ReadyOf(prev.Conditions)
 		steady := !o.wrote && o.refresh == "" && old != nil && old.Status == metav1.ConditionTrue &&
 			old.Reason == kf.ReasonSynced && prev.ObservedGeneration == o.generation && prev.SyncedKeys == o.keys &&
 			meta.FindStatusCondition(prev.Conditions, kf.ConditionReconciling) == nil
@@ -166,7 +166,7 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 	st.RetryAfter = nil
 	st.NextSyncTime = nil
 	if !next.IsZero() {
-		st.NextSyncTime = common.TimePtr(next)
+		st.NextSyncTime = conditions.TimePtr(next)
 	}
 	cond := metav1.Condition{Type: kf.ConditionReady, ObservedGeneration: o.generation}
 	if o.err == nil {
@@ -178,19 +178,19 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 			// Nothing was read: lastSyncTime stays when the Secret was written.
 			cond.Message = fmt.Sprintf("%d keys written once (refreshPolicy CreatedOnce): the Secret exists and is not updated", o.keys)
 		} else {
-			st.LastSyncTime = common.TimePtr(now)
+			st.LastSyncTime = conditions.TimePtr(now)
 		}
 	} else {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.err.Reason, o.err.Message
-		if o.err.Class == common.ClassStalled {
+		if o.err.Class == conditions.ClassStalled {
 			// Only a change can help: this generation has been handled.
 			st.ObservedGeneration = o.generation
 		}
 		if !o.err.RetryAt.IsZero() {
-			st.RetryAfter = common.TimePtr(o.err.RetryAt)
+			st.RetryAfter = conditions.TimePtr(o.err.RetryAt)
 		}
 	}
-	common.SetCondition(&st.Conditions, cond, now)
-	common.SetProgress(&st.Conditions, cond, o.err != nil && o.err.Class == common.ClassStalled, now)
+	conditions.SetCondition(&st.Conditions, cond, now)
+	conditions.SetProgress(&st.Conditions, cond, o.err != nil && o.err.Class == conditions.ClassStalled, now)
 	return st
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -19,11 +19,11 @@ var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 
 func TestNextSync(t *testing.T) {
 	const interval = time.Hour
-	unavailable := common.TransientErr(kf.ReasonProviderUnavailable, "pull: HTTP 502")
-	limited := &common.ConditionError{Reason: kf.ReasonRateLimited, Class: common.ClassWaiting, RetryAt: t0.Add(90 * time.Second)}
-	down := &common.ConditionError{Reason: kf.ReasonProviderUnavailable, Class: common.ClassWaiting, RetryAt: t0.Add(30 * time.Second)}
-	unauthorizedSoon := &common.ConditionError{Reason: kf.ReasonUnauthorized, Class: common.ClassStalled, RetryAt: t0.Add(time.Second)}
-	unauthorizedLate := &common.ConditionError{Reason: kf.ReasonUnauthorized, Class: common.ClassStalled, RetryAt: t0.Add(time.Minute)}
+	unavailable := conditions.TransientErr(kf.ReasonProviderUnavailable, "pull: HTTP 502")
+	limited := &conditions.ConditionError{Reason: kf.ReasonRateLimited, Class: conditions.ClassWaiting, RetryAt: t0.Add(90 * time.Second)}
+	down := &conditions.ConditionError{Reason: kf.ReasonProviderUnavailable, Class: conditions.ClassWaiting, RetryAt: t0.Add(30 * time.Second)}
+	unauthorizedSoon := &conditions.ConditionError{Reason: kf.ReasonUnauthorized, Class: conditions.ClassStalled, RetryAt: t0.Add(time.Second)}
+	unauthorizedLate := &conditions.ConditionError{Reason: kf.ReasonUnauthorized, Class: conditions.ClassStalled, RetryAt: t0.Add(time.Minute)}
 	for _, tc := range []struct {
 		name     string
 		outcome  syncOutcome
@@ -41,7 +41,7 @@ func TestNextSync(t *testing.T) {
 		{"many failures: at most 5m", syncOutcome{err: unavailable}, 40, t0.Add(5 * time.Minute)},
 		{"rate limited: at retryAfter, spread", syncOutcome{err: limited, spread: 0.5}, 7, t0.Add(90*time.Second + 2500*time.Millisecond)},
 		{"5xx with Retry-After waits for it", syncOutcome{err: down}, 1, t0.Add(30 * time.Second)},
-		{"a pause already over: again at once, whatever the failures", syncOutcome{err: &common.ConditionError{Reason: kf.ReasonRateLimited, Class: common.ClassWaiting, RetryAt: t0.Add(-time.Second)}, spread: 0.5}, 5, t0.Add(2500 * time.Millisecond)},
+		{"a pause already over: again at once, whatever the failures", syncOutcome{err: &conditions.ConditionError{Reason: kf.ReasonRateLimited, Class: conditions.ClassWaiting, RetryAt: t0.Add(-time.Second)}, spread: 0.5}, 5, t0.Add(2500 * time.Millisecond)},
 		{"stalled with a near retryAfter: the backoff is longer", syncOutcome{err: unauthorizedSoon}, 2, t0.Add(10 * time.Second)},
 		{"stalled with a far retryAfter: not before it", syncOutcome{err: unauthorizedLate}, 1, t0.Add(time.Minute)},
 		{"OnChange success: no schedule", syncOutcome{policy: kf.RefreshPolicyOnChange, fetchedAt: t0}, 0, time.Time{}},
@@ -64,7 +64,7 @@ func TestNextSync(t *testing.T) {
 func synced(gen int64, keys int32, since time.Time) kf.SecretBindingStatus {
 	return kf.SecretBindingStatus{
 		ObservedGeneration: gen, SyncedKeys: keys,
-		LastSyncTime: common.TimePtr(since), NextSyncTime: common.TimePtr(since.Add(time.Hour)),
+		LastSyncTime: conditions.TimePtr(since), NextSyncTime: conditions.TimePtr(since.Add(time.Hour)),
 		Conditions: []metav1.Condition{{Type: kf.ConditionReady, Status: metav1.ConditionTrue, Reason: kf.ReasonSynced,
 			Message: "3 keys synced", ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(since)}},
 	}
@@ -86,7 +86,7 @@ func TestComputeBindingStatus(t *testing.T) {
 		}
 		st.Conditions = append(ready(metav1.ConditionFalse, reason, msg, 2, t0), metav1.Condition{Type: progress,
 			Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: 2, LastTransitionTime: metav1.NewTime(t0)})
-		st.NextSyncTime = common.TimePtr(next)
+		st.NextSyncTime = conditions.TimePtr(next)
 		st.RetryAfter = retry
 		return st
 	}
@@ -101,23 +101,23 @@ func TestComputeBindingStatus(t *testing.T) {
 		{"client pending later: unchanged", synced(1, 3, earlier), syncOutcome{pending: true, generation: 1}, synced(1, 3, earlier)},
 		{"steady refresh: unchanged (no write)", synced(1, 3, earlier), syncOutcome{generation: 1, keys: 3}, synced(1, 3, earlier)},
 		{"first sync", kf.SecretBindingStatus{}, syncOutcome{generation: 1, keys: 3, wrote: true}, kf.SecretBindingStatus{
-			ObservedGeneration: 1, SyncedKeys: 3, LastSyncTime: common.TimePtr(t0), NextSyncTime: common.TimePtr(next),
+			ObservedGeneration: 1, SyncedKeys: 3, LastSyncTime: conditions.TimePtr(t0), NextSyncTime: conditions.TimePtr(next),
 			Conditions: ready(metav1.ConditionTrue, kf.ReasonSynced, "3 keys synced", 1, t0)}},
 		{"new data keeps the transition time", synced(1, 3, earlier), syncOutcome{generation: 1, keys: 4, wrote: true}, kf.SecretBindingStatus{
-			ObservedGeneration: 1, SyncedKeys: 4, LastSyncTime: common.TimePtr(t0), NextSyncTime: common.TimePtr(next),
+			ObservedGeneration: 1, SyncedKeys: 4, LastSyncTime: conditions.TimePtr(t0), NextSyncTime: conditions.TimePtr(next),
 			Conditions: ready(metav1.ConditionTrue, kf.ReasonSynced, "4 keys synced", 1, earlier)}},
 		{"refresh annotation is echoed even when nothing changed", synced(1, 3, earlier), syncOutcome{generation: 1, keys: 3, refresh: "r1"}, kf.SecretBindingStatus{
-			ObservedGeneration: 1, SyncedKeys: 3, LastSyncTime: common.TimePtr(t0), NextSyncTime: common.TimePtr(next), LastHandledRefresh: "r1",
+			ObservedGeneration: 1, SyncedKeys: 3, LastSyncTime: conditions.TimePtr(t0), NextSyncTime: conditions.TimePtr(next), LastHandledRefresh: "r1",
 			Conditions: ready(metav1.ConditionTrue, kf.ReasonSynced, "3 keys synced", 1, earlier)}},
 		{"stalled failure handles the generation, keeps the last sync", synced(1, 3, earlier),
-			syncOutcome{generation: 2, err: common.StalledErr(kf.ReasonForbidden, "pull: HTTP 403: no access")},
+			syncOutcome{generation: 2, err: conditions.StalledErr(kf.ReasonForbidden, "pull: HTTP 403: no access")},
 			failedFrom(synced(1, 3, earlier), 2, kf.ReasonForbidden, "pull: HTTP 403: no access", nil)},
 		{"transient failure leaves the generation unhandled", synced(1, 3, earlier),
-			syncOutcome{generation: 2, err: common.TransientErr(kf.ReasonProviderUnavailable, "pull: HTTP 502")},
+			syncOutcome{generation: 2, err: conditions.TransientErr(kf.ReasonProviderUnavailable, "pull: HTTP 502")},
 			failedFrom(synced(1, 3, earlier), 1, kf.ReasonProviderUnavailable, "pull: HTTP 502", nil)},
 		{"waiting failure shows retryAfter", synced(1, 3, earlier),
-			syncOutcome{generation: 2, err: &common.ConditionError{Reason: kf.ReasonRateLimited, Class: common.ClassWaiting, Message: "pull: HTTP 429", RetryAt: t0.Add(time.Minute)}},
-			failedFrom(synced(1, 3, earlier), 1, kf.ReasonRateLimited, "pull: HTTP 429", common.TimePtr(t0.Add(time.Minute)))},
+			syncOutcome{generation: 2, err: &conditions.ConditionError{Reason: kf.ReasonRateLimited, Class: conditions.ClassWaiting, Message: "pull: HTTP 429", RetryAt: t0.Add(time.Minute)}},
+			failedFrom(synced(1, 3, earlier), 1, kf.ReasonRateLimited, "pull: HTTP 429", conditions.TimePtr(t0.Add(time.Minute)))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := computeBindingStatus(tc.prev, tc.outcome, next, t0)
@@ -127,9 +127,9 @@ func TestComputeBindingStatus(t *testing.T) {
 		})
 	}
 	// A success after a failure clears retryAfter and flips Ready with a new transition time.
-	prev := failedFrom(synced(1, 3, earlier), 1, kf.ReasonRateLimited, "pull: HTTP 429", common.TimePtr(t0))
+	prev := failedFrom(synced(1, 3, earlier), 1, kf.ReasonRateLimited, "pull: HTTP 429", conditions.TimePtr(t0))
 	got := computeBindingStatus(prev, syncOutcome{generation: 1, keys: 3}, next, t0.Add(time.Minute))
-	if got.RetryAfter != nil || !common.IsReady(got.Conditions) || !common.ReadyOf(got.Conditions).LastTransitionTime.Equal(common.TimePtr(t0.Add(time.Minute))) {
+	if got.RetryAfter != nil || !conditions.IsReady(got.Conditions) || !conditions.ReadyOf(got.Conditions).LastTransitionTime.Equal(conditions.TimePtr(t0.Add(time.Minute))) {
 		t.Errorf("recovery: %+v", got)
 	}
 }
@@ -137,7 +137,7 @@ func TestComputeBindingStatus(t *testing.T) {
 func TestPassMemory(t *testing.T) {
 	var m passMemory
 	key := types.NamespacedName{Namespace: "ns", Name: "b"}
-	failed := syncOutcome{err: common.TransientErr(kf.ReasonProviderUnavailable, "down")}
+	failed := syncOutcome{err: conditions.TransientErr(kf.ReasonProviderUnavailable, "down")}
 	if m.observe(key, failed) != 1 || m.observe(key, failed) != 2 || m.observe(key, syncOutcome{skipped: true}) != 2 {
 		t.Fatal("failures are not counted")
 	}
@@ -179,7 +179,7 @@ func TestWaitingForASlowAnswer(t *testing.T) {
 		!strings.Contains(rc.Message, "requestTimeout 5m0s") {
 		t.Fatalf("slow answer: Reconciling %+v", rc)
 	}
-	if r := common.ReadyOf(got.Conditions); r == nil || r.Status != metav1.ConditionTrue {
+	if r := conditions.ReadyOf(got.Conditions); r == nil || r.Status != metav1.ConditionTrue {
 		t.Fatal("waiting changed Ready: the last good Secret still stands")
 	}
 	if again := computeBindingStatus(got, slow, t0.Add(time.Hour), t0.Add(time.Minute)); !equality.Semantic.DeepEqual(again, got) {
@@ -190,7 +190,7 @@ func TestWaitingForASlowAnswer(t *testing.T) {
 	}
 	// The answer arrives, unchanged data: Reconciling goes.
 	done := computeBindingStatus(got, syncOutcome{generation: 3, keys: 2, fetchedAt: t0}, t0.Add(time.Hour), t0)
-	if meta.FindStatusCondition(done.Conditions, kf.ConditionReconciling) != nil || !common.IsReady(done.Conditions) {
+	if meta.FindStatusCondition(done.Conditions, kf.ConditionReconciling) != nil || !conditions.IsReady(done.Conditions) {
 		t.Fatalf("after the answer: %+v", done.Conditions)
 	}
 }
@@ -204,7 +204,7 @@ func TestComputeBindingStatusRefreshPolicies(t *testing.T) {
 	}
 	// CreatedOnce keeps the Secret on a new generation: handled, nothing read.
 	st = computeBindingStatus(prev, syncOutcome{generation: 2, policy: kf.RefreshPolicyCreatedOnce, kept: true, keys: 3}, time.Time{}, t0)
-	ready := common.ReadyOf(st.Conditions)
+	ready := conditions.ReadyOf(st.Conditions)
 	if st.ObservedGeneration != 2 || ready.Status != metav1.ConditionTrue || !strings.Contains(ready.Message, "CreatedOnce") {
 		t.Errorf("CreatedOnce: observedGeneration %d, Ready %+v", st.ObservedGeneration, ready)
 	}

@@ -7,7 +7,7 @@ import (
 	"maps"
 	"strings"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -49,7 +49,7 @@ func ownershipOf(b *kf.SecretBinding, s *corev1.Secret) ownership {
 	if label == "" {
 		return unmanaged
 	}
-	if owner := s.Annotations[kf.AnnotationBinding]; label == common.LabelValue(b.Name) && (owner == "" || owner == b.Name) {
+	if owner := s.Annotations[kf.AnnotationBinding]; label == kf.LabelValue(b.Name) && (owner == "" || owner == b.Name) {
 		return ownedByThis
 	}
 	return ownedByOther
@@ -63,9 +63,9 @@ func mayWrite(b *kf.SecretBinding, s *corev1.Secret) error {
 	merge := b.GetCreationPolicy() == kf.CreationPolicyMerge
 	switch {
 	case merge && own == ownedByOther:
-		return common.StalledErr(kf.ReasonTargetConflict, "Secret %s is already written by binding %s", s.Name, s.Annotations[kf.AnnotationBinding])
+		return conditions.StalledErr(kf.ReasonTargetConflict, "Secret %s is already written by binding %s", s.Name, s.Annotations[kf.AnnotationBinding])
 	case merge && s.Annotations[kf.AnnotationAllowMerge] != "true":
-		return common.StalledErr(kf.ReasonTargetConflict, "Secret %s does not allow merges; its owner can annotate it %s=\"true\"", s.Name, kf.AnnotationAllowMerge)
+		return conditions.StalledErr(kf.ReasonTargetConflict, "Secret %s does not allow merges; its owner can annotate it %s=\"true\"", s.Name, kf.AnnotationAllowMerge)
 	case own == ownedByThis, merge:
 		return nil
 	default:
@@ -74,7 +74,7 @@ func mayWrite(b *kf.SecretBinding, s *corev1.Secret) error {
 }
 
 func errNotOurs(name string) error {
-	return common.StalledErr(kf.ReasonTargetConflict, "Secret %s exists and is not managed by this binding; delete it, pick another target.name, or use creationPolicy Merge", name)
+	return conditions.StalledErr(kf.ReasonTargetConflict, "Secret %s exists and is not managed by this binding; delete it, pick another target.name, or use creationPolicy Merge", name)
 }
 
 // current returns the target Secret, or nil when the write must create it. Managed
@@ -93,7 +93,7 @@ func (w secretWriter) current(ctx context.Context, b *kf.SecretBinding) (*corev1
 		}
 		err = w.live.Get(ctx, key, s)
 		if apierrors.IsNotFound(err) {
-			return nil, common.StalledErr(kf.ReasonTargetConflict, "Secret %s does not exist; creationPolicy Merge writes into an existing Secret", key.Name)
+			return nil, conditions.StalledErr(kf.ReasonTargetConflict, "Secret %s does not exist; creationPolicy Merge writes into an existing Secret", key.Name)
 		}
 	}
 	if err != nil {
@@ -130,7 +130,7 @@ func (w secretWriter) desired(b *kf.SecretBinding, data map[string][]byte) *core
 		maps.Copy(s.Labels, t.Labels)
 		maps.Copy(s.Annotations, t.Annotations)
 	}
-	s.Labels[kf.LabelBinding] = common.LabelValue(b.Name)
+	s.Labels[kf.LabelBinding] = kf.LabelValue(b.Name)
 	s.Annotations[kf.AnnotationBinding] = b.Name
 	s.Annotations[kf.AnnotationDataHMAC] = w.digest(b, data)
 	switch b.GetCreationPolicy() {
@@ -191,7 +191,7 @@ func (w secretWriter) write(ctx context.Context, b *kf.SecretBinding, current *c
 	}
 	if err := w.client.Apply(ctx, ac, opts...); err != nil {
 		if apierrors.IsConflict(err) {
-			return false, common.StalledErr(kf.ReasonTargetConflict, "Secret %s: %s another field manager holds; keyferry does not take it over", want.Name, conflictFields(err))
+			return false, conditions.StalledErr(kf.ReasonTargetConflict, "Secret %s: %s another field manager holds; keyferry does not take it over", want.Name, conflictFields(err))
 		}
 		return false, refused(want.Name, err)
 	}
@@ -223,7 +223,7 @@ func conflictFields(err error) string {
 // never echoes values); other errors are returned as they are.
 func refused(name string, err error) error {
 	if apierrors.IsInvalid(err) {
-		return common.StalledErr(kf.ReasonTargetConflict, "the API server refused Secret %s: %s", name, apiMessage(err))
+		return conditions.StalledErr(kf.ReasonTargetConflict, "the API server refused Secret %s: %s", name, apiMessage(err))
 	}
 	return err
 }

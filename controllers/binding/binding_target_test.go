@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,7 +39,7 @@ func TestOwnershipMatrix(t *testing.T) {
 		{"mine", "app", secret("app", "app"), ownedByThis, [3]bool{true, true, false}},
 		{"mine, merges allowed", "app", secret("app", "app", true), ownedByThis, [3]bool{true, true, true}},
 		{"mine, label only (older keyferry)", "app", secret("app", "", true), ownedByThis, [3]bool{true, true, true}},
-		{"mine, long name hashed into the label", long, secret(common.LabelValue(long), long, true), ownedByThis, [3]bool{true, true, true}},
+		{"mine, long name hashed into the label", long, secret(kf.LabelValue(long), long, true), ownedByThis, [3]bool{true, true, true}},
 		{"another binding's", "app", secret("other", "other", true), ownedByOther, [3]bool{false, false, false}},
 		{"another binding's with a colliding label", "app", secret("app", "other", true), ownedByOther, [3]bool{false, false, false}},
 		{"unmanaged", "app", secret("", ""), unmanaged, [3]bool{false, false, false}},
@@ -55,8 +55,8 @@ func TestOwnershipMatrix(t *testing.T) {
 			if (err == nil) != tc.allowed[i] {
 				t.Errorf("%s under %s: mayWrite = %v, want allowed %v", tc.name, policy, err, tc.allowed[i])
 			}
-			var ce *common.ConditionError
-			if err != nil && (!errors.As(err, &ce) || ce.Reason != kf.ReasonTargetConflict || ce.Class != common.ClassStalled) {
+			var ce *conditions.ConditionError
+			if err != nil && (!errors.As(err, &ce) || ce.Reason != kf.ReasonTargetConflict || ce.Class != conditions.ClassStalled) {
 				t.Errorf("%s under %s: %v is not a stalled TargetConflict", tc.name, policy, err)
 			}
 		}

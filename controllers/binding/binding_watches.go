@@ -3,7 +3,7 @@ package binding
 import (
 	"context"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/queue"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -15,7 +15,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"slices"
+
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/controllers/consumers"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 )
 
 // connectionRefIndex indexes bindings by the connection they use ("Kind/name").
@@ -24,7 +28,8 @@ const connectionRefIndex = "spec.connectionRef"
 func connectionRefKey(kind kf.ConnectionKind, name string) string { return string(kind) + "/" + name }
 
 // SetupWithManager registers the reconciler, its index and its watches: bindings, the
-// managed Secrets (drift), and connections whose readiness changes.
+// managed Secrets (drift), the opted-in workloads reading them (status.consumers), and
+// connections whose readiness changes. consumers.Index must be registered.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.target = secretWriter{client: r.Client, cache: r.Secrets, live: r.APIReader, hmacKey: r.HMACKey}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kf.SecretBinding{}, connectionRefIndex,
@@ -37,13 +42,19 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("secretbinding").
 		For(&kf.SecretBinding{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, common.DeletionPredicate()))).
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, queue.DeletionPredicate()))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToBinding)).
 		WatchesRawSource(r.waker.Source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: common.NamespaceFairQueue})
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: queue.NamespaceFair})
+	for _, kind := range consumers.Kinds {
+		// A workload that starts or stops reading a Secret, or that keyferry restarted,
+		// changes the status of the binding writing it.
+		b = b.Watches(consumers.New(kind), handler.EnqueueRequestsFromMapFunc(r.workloadToBindings),
+			builder.WithPredicates(consumptionChanged()))
+	}
 	for _, kind := range []kf.ConnectionKind{kf.ConnectionKindNamespaced, kf.ConnectionKindCluster} {
 		b = b.Watches(kf.NewConnection(kind, "", ""), handler.EnqueueRequestsFromMapFunc(r.connectionToBindings(kind)),
-			builder.WithPredicates(common.ReadinessChanged()))
+			builder.WithPredicates(queue.ReadinessChanged()))
 		if ch := r.ClientReady[kind]; ch != nil {
 			b = b.WatchesRawSource(source.Channel(ch, handler.EnqueueRequestsFromMapFunc(r.connectionToBindings(kind))))
 		}
@@ -74,6 +85,34 @@ func (r *Reconciler) connectionToBindings(kind kf.ConnectionKind) handler.MapFun
 		if err := r.Client.List(ctx, list, opts...); err != nil {
 			return nil
 		}
-		return common.Requests(list)
+		return queue.Requests(list)
 	}
+}
+
+// workloadToBindings maps an opted-in workload to the bindings writing the Secrets it reads.
+func (r *Reconciler) workloadToBindings(ctx context.Context, w client.Object) []ctrl.Request {
+	var reqs []ctrl.Request
+	for _, name := range consumers.ReadSecrets(w) {
+		s := &corev1.Secret{}
+		if err := r.Secrets.Get(ctx, types.NamespacedName{Namespace: w.GetNamespace(), Name: name}, s); err != nil {
+			continue // not a managed Secret
+		}
+		reqs = append(reqs, secretToBinding(ctx, s)...)
+	}
+	return reqs
+}
+
+// consumptionChanged passes workload events that can change a binding's consumers or
+// lastRestartTime: creation, deletion (the cache holds opted-in workloads only, so
+// opting out is a deletion), a change of the Secrets read, a restart by keyferry.
+func consumptionChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		if e.ObjectOld.GetAnnotations()[kf.AnnotationRestartedAt] != e.ObjectNew.GetAnnotations()[kf.AnnotationRestartedAt] {
+			return true
+		}
+		old, now := consumers.ReadSecrets(e.ObjectOld), consumers.ReadSecrets(e.ObjectNew)
+		slices.Sort(old)
+		slices.Sort(now)
+		return !slices.Equal(old, now)
+	}}
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,9 +24,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/keyferry/keyferry/controllers/common"
-
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/controllers/steps"
 )
 
 const (
@@ -69,16 +67,16 @@ type checkedAt struct {
 // Reconcile provisions one ClusterSecretBinding and writes its status once.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	c := &kf.ClusterSecretBinding{}
-	if err := r.Client.Get(ctx, req.NamespacedName, c); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.remember(req.Name, nil)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !c.DeletionTimestamp.IsZero() {
+	stage, err := steps.Fetch(ctx, r.Client, req.NamespacedName, c)
+	switch {
+	case err != nil:
+		return ctrl.Result{}, err
+	case stage == steps.Gone:
+		r.remember(req.Name, nil)
+		return ctrl.Result{}, nil
+	case stage == steps.Deleting:
 		return ctrl.Result{}, nil // its bindings go with it (owner references)
-	}
-	if c.Spec.Suspend {
+	case stage == steps.Suspended:
 		// Nothing is provisioned or removed, status included; resuming bumps the generation.
 		ctrl.LoggerFrom(ctx).V(1).Info("suspended: not provisioning")
 		return ctrl.Result{}, nil
@@ -99,7 +97,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	st := computeStatus(c.Status, c.Generation, results, r.Clock.Now())
-	if err := r.patchStatus(ctx, c, st); err != nil {
+	if err := steps.PatchStatus(ctx, steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder, Owner: kf.StatusOwnerClusterBinding}, c, &c.Status, st); err != nil {
 		return ctrl.Result{}, err
 	}
 	for _, res := range results {
@@ -147,7 +145,7 @@ func (r *Reconciler) matchingNamespaces(ctx context.Context, c *kf.ClusterSecret
 // children returns the bindings c created, by namespace (only the owner reference counts).
 func (r *Reconciler) children(ctx context.Context, c *kf.ClusterSecretBinding) (map[string][]*kf.SecretBinding, error) {
 	list := &kf.SecretBindingList{}
-	if err := r.Bindings.List(ctx, list, client.MatchingLabels{kf.LabelClusterSecretBinding: common.LabelValue(c.Name)}); err != nil {
+	if err := r.Bindings.List(ctx, list, client.MatchingLabels{kf.LabelClusterSecretBinding: kf.LabelValue(c.Name)}); err != nil {
 		return nil, err
 	}
 	out := map[string][]*kf.SecretBinding{}
@@ -285,21 +283,6 @@ func (r *Reconciler) prune(ctx context.Context, c *kf.ClusterSecretBinding, matc
 			ctrl.LoggerFrom(ctx).V(1).Info("removed binding from a namespace no longer selected", "binding", types.NamespacedName{Namespace: b.Namespace, Name: b.Name})
 		}
 	}
-	return nil
-}
-
-// patchStatus writes next when it differs, with an Event when Ready changes.
-func (r *Reconciler) patchStatus(ctx context.Context, c *kf.ClusterSecretBinding, next kf.ClusterSecretBindingStatus) error {
-	if equality.Semantic.DeepEqual(c.Status, next) {
-		return nil
-	}
-	prev := c.Status
-	base := c.DeepCopy()
-	c.Status = next
-	if err := r.Client.Status().Patch(ctx, c, client.MergeFrom(base)); err != nil {
-		return err
-	}
-	common.RecordTransition(r.Recorder, c, common.ReadyOf(prev.Conditions), common.ReadyOf(next.Conditions))
 	return nil
 }
 

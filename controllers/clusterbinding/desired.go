@@ -10,8 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/keyferry/keyferry/controllers/common"
-
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 )
 
@@ -32,7 +30,7 @@ func desired(c *kf.ClusterSecretBinding, namespace string) *kf.SecretBinding {
 	}
 	maps.Copy(b.Labels, c.Spec.Template.Metadata.Labels)
 	maps.Copy(b.Annotations, c.Spec.Template.Metadata.Annotations)
-	b.Labels[kf.LabelClusterSecretBinding] = common.LabelValue(c.Name)
+	b.Labels[kf.LabelClusterSecretBinding] = kf.LabelValue(c.Name)
 	if v := c.Annotations[kf.AnnotationRefresh]; v != "" {
 		b.Annotations[kf.AnnotationRefresh] = v
 	}

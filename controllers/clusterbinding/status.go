@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 )
@@ -27,7 +27,7 @@ type namespaceResult struct {
 // bindingState is how a provisioned binding stands: ready, failed (Ready False for its
 // current generation, with whether it is stalled) or still in progress.
 func bindingState(b *kf.SecretBinding) (ready, failed, stalled bool) {
-	cond := common.ReadyOf(b.Status.Conditions)
+	cond := conditions.ReadyOf(b.Status.Conditions)
 	current := b.Status.ObservedGeneration == b.Generation && cond != nil && cond.ObservedGeneration == b.Generation
 	switch {
 	case cond == nil:
@@ -65,7 +65,7 @@ func computeStatus(prev kf.ClusterSecretBindingStatus, generation int64, results
 		case ready:
 			st.ReadyBindings++
 		case failed:
-			cond := common.ReadyOf(res.binding.Status.Conditions)
+			cond := conditions.ReadyOf(res.binding.Status.Conditions)
 			failures = append(failures, kf.NamespaceFailure{Namespace: res.namespace, Reason: cond.Reason, Message: cond.Message})
 			stalled = stalled || stall
 		}
@@ -95,8 +95,8 @@ func computeStatus(prev kf.ClusterSecretBindingStatus, generation int64, results
 		cond.Status, cond.Reason = metav1.ConditionTrue, kf.ReasonSynced
 		cond.Message = fmt.Sprintf("%d of %d bindings Ready", st.ReadyBindings, total)
 	}
-	common.SetCondition(&st.Conditions, cond, now)
-	common.SetProgress(&st.Conditions, cond, stalled, now)
+	conditions.SetCondition(&st.Conditions, cond, now)
+	conditions.SetProgress(&st.Conditions, cond, stalled, now)
 	return st
 }
 

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/queue"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 )
@@ -32,7 +32,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, bindings cache.Cache) er
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clustersecretbinding").
 		For(&kf.ClusterSecretBinding{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, common.DeletionPredicate()))).
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, queue.DeletionPredicate()))).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.everyClusterBinding), builder.WithPredicates(namespaceMembershipChanged())).
 		WatchesRawSource(source.Kind(bindings, &kf.SecretBinding{}, ownerAfter(childSettle))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
@@ -71,7 +71,7 @@ func (r *Reconciler) everyClusterBinding(ctx context.Context, _ client.Object) [
 	if err := r.Client.List(ctx, list); err != nil {
 		return nil
 	}
-	return common.Requests(list)
+	return queue.Requests(list)
 }
 
 // namespaceMembershipChanged passes what can change whether a namespace is selected: its

@@ -9,10 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
+	"github.com/keyferry/keyferry/controllers/queue"
+	"github.com/keyferry/keyferry/controllers/resolve"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
@@ -29,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/controllers/steps"
 	"github.com/keyferry/keyferry/internal/vault"
 )
 
@@ -61,31 +63,28 @@ type Reconciler struct {
 	// on a shard other than 0: every shard has its own session, shard 0 reports).
 	ReportOnly bool
 
-	waker common.Waker
+	waker queue.Waker
 }
 
 // Reconcile handles one connection.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
-	id := common.ConnectionID(r.Kind, req.Namespace, req.Name)
+	id := resolve.ConnectionID(r.Kind, req.Namespace, req.Name)
 	conn := kf.NewConnection(r.Kind, req.Namespace, req.Name)
-	if err := r.Client.Get(ctx, req.NamespacedName, conn); err != nil {
-		if client.IgnoreNotFound(err) == nil {
-			r.Registry.Remove(id)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !conn.GetDeletionTimestamp().IsZero() {
+	stage, err := steps.Fetch(ctx, r.Client, req.NamespacedName, conn)
+	switch {
+	case err != nil:
+		return ctrl.Result{}, err
+	case stage == steps.Gone:
+		r.Registry.Remove(id)
+		return ctrl.Result{}, nil
+	case stage == steps.Deleting:
 		return ctrl.Result{}, r.finalize(ctx, conn, id)
 	}
-	if !controllerutil.ContainsFinalizer(conn, kf.FinalizerSignout) {
-		base := conn.DeepCopyObject().(client.Object)
-		controllerutil.AddFinalizer(conn, kf.FinalizerSignout)
-		if err := r.Client.Patch(ctx, conn, client.MergeFrom(base)); err != nil {
-			return ctrl.Result{}, err
-		}
+	// The finalizer signs the session out when the connection goes.
+	if err := steps.EnsureFinalizer(ctx, r.Client, conn, kf.FinalizerSignout, true); err != nil {
+		return ctrl.Result{}, err
 	}
-
-	if conn.ConnectionSpec().Suspend {
+	if stage == steps.Suspended {
 		// No login, no refresh, status as it was; resuming bumps the generation, which
 		// brings the connection (and its bindings) back at once.
 		ctrl.LoggerFrom(ctx).V(1).Info("suspended: no request to the provider")
@@ -105,7 +104,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 	}
 	next := computeConnectionStatus(*prev, obs)
-	if err := r.patchStatus(ctx, conn, *prev, next); err != nil {
+	if err := r.patchStatus(ctx, conn, next); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: r.requeueAfter(obs)}, nil
@@ -130,7 +129,7 @@ func (r *Reconciler) observe(ctx context.Context, conn kf.Connection, id string)
 		}
 	}
 	if err != nil {
-		ce, ok := common.AsConditionError(err)
+		ce, ok := conditions.AsConditionError(err)
 		if !ok {
 			return obs, err
 		}
@@ -157,17 +156,13 @@ func (r *Reconciler) requeueAfter(obs connectionObservation) time.Duration {
 	return d
 }
 
-func (r *Reconciler) patchStatus(ctx context.Context, conn kf.Connection, prev, next kf.VaultConnectionStatus) error {
-	if r.ReportOnly || equality.Semantic.DeepEqual(prev, next) {
+// patchStatus writes the connection's status; a report-only reconciler (a
+// ClusterVaultConnection on a shard other than 0) writes none.
+func (r *Reconciler) patchStatus(ctx context.Context, conn kf.Connection, next kf.VaultConnectionStatus) error {
+	if r.ReportOnly {
 		return nil
 	}
-	base := conn.DeepCopyObject().(client.Object)
-	*conn.ConnectionStatus() = next
-	if err := r.Client.Status().Patch(ctx, conn, client.MergeFrom(base)); err != nil {
-		return err
-	}
-	common.RecordTransition(r.Recorder, conn, common.ReadyOf(prev.Conditions), common.ReadyOf(next.Conditions))
-	return nil
+	return steps.PatchStatus(ctx, steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder, Owner: kf.StatusOwnerConnection}, conn, conn.ConnectionStatus(), next)
 }
 
 // finalize signs the session out and lets the connection go. Bindings using it become
@@ -177,9 +172,7 @@ func (r *Reconciler) finalize(ctx context.Context, conn kf.Connection, id string
 	if !controllerutil.ContainsFinalizer(conn, kf.FinalizerSignout) {
 		return nil
 	}
-	base := conn.DeepCopyObject().(client.Object)
-	controllerutil.RemoveFinalizer(conn, kf.FinalizerSignout)
-	return client.IgnoreNotFound(r.Client.Patch(ctx, conn, client.MergeFrom(base)))
+	return steps.RemoveFinalizer(ctx, r.Client, conn, kf.FinalizerSignout)
 }
 
 // SetupWithManager registers the reconciler.
@@ -187,9 +180,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	obj := kf.NewConnection(r.Kind, "", "")
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(strings.ToLower(string(r.Kind))).
-		For(obj, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, common.DeletionPredicate()))).
+		For(obj, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, queue.DeletionPredicate()))).
 		WatchesRawSource(r.waker.Source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: common.NamespaceFairQueue})
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: queue.NamespaceFair})
 	if r.Wake != nil {
 		b = b.WatchesRawSource(source.Channel(r.Wake, &handler.EnqueueRequestForObject{}))
 	}

@@ -3,7 +3,7 @@ package connection
 import (
 	"time"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -15,7 +15,7 @@ import (
 type connectionObservation struct {
 	generation int64
 	// err is why the connection cannot be used (credentials, spec, login); nil if it can.
-	err *common.ConditionError
+	err *conditions.ConditionError
 	// login says the connection authenticates with a session; token describes it.
 	login bool
 	token vault.TokenInfo
@@ -32,7 +32,7 @@ type connectionObservation struct {
 // computeConnectionStatus derives a connection's status from an observation, apart from
 // any action. Unchanged inputs give an unchanged status (so no write).
 func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservation) kf.VaultConnectionStatus {
-	if o.loggingIn && o.err == nil && common.ReadyOf(prev.Conditions) != nil && prev.ObservedGeneration == o.generation {
+	if o.loggingIn && o.err == nil && conditions.ReadyOf(prev.Conditions) != nil && prev.ObservedGeneration == o.generation {
 		return prev
 	}
 	st := *prev.DeepCopy()
@@ -43,18 +43,18 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 	switch {
 	case o.err != nil:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, o.err.Reason, o.err.Message
-		isStalled = o.err.Class == common.ClassStalled
+		isStalled = o.err.Class == conditions.ClassStalled
 		if !o.err.RetryAt.IsZero() {
-			st.RetryAfter = common.TimePtr(o.err.RetryAt)
+			st.RetryAfter = conditions.TimePtr(o.err.RetryAt)
 		}
 	case o.pause != nil:
-		ce := common.FromVault(o.pause)
+		ce := conditions.FromVault(o.pause)
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ce.Reason, ce.Message
-		st.RetryAfter = common.TimePtr(ce.RetryAt)
+		st.RetryAfter = conditions.TimePtr(ce.RetryAt)
 	case o.outcome.Reason != "" && o.outcome.Reason != vault.ReasonRateLimited:
-		m := common.ConditionReasonOf(o.outcome.Reason)
+		m := conditions.ConditionReasonOf(o.outcome.Reason)
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, m.Reason, o.outcome.Message
-		isStalled = m.Class == common.ClassStalled
+		isStalled = m.Class == conditions.ClassStalled
 	case o.loggingIn:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionUnknown, kf.ReasonProgressing, "logging in to the provider"
 	case o.login:
@@ -66,12 +66,12 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, kf.ReasonAuthenticated, "the provider accepted the credentials"
 	}
 	if o.login && o.err == nil && !o.loggingIn && !o.token.ObtainedAt.IsZero() {
-		st.AuthenticatedTime = common.TimePtr(o.token.ObtainedAt)
-		st.TokenExpiresAt = common.TimePtr(o.token.ExpiresAt)
+		st.AuthenticatedTime = conditions.TimePtr(o.token.ObtainedAt)
+		st.TokenExpiresAt = conditions.TimePtr(o.token.ExpiresAt)
 	} else if !o.login {
 		st.AuthenticatedTime, st.TokenExpiresAt = nil, nil
 	}
-	common.SetCondition(&st.Conditions, cond, o.now)
-	common.SetProgress(&st.Conditions, cond, isStalled, o.now)
+	conditions.SetCondition(&st.Conditions, cond, o.now)
+	conditions.SetProgress(&st.Conditions, cond, isStalled, o.now)
 	return st
 }

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -48,7 +48,7 @@ func TestConnectionStatusShowsThePauseCause(t *testing.T) {
 			kf.ReasonRateLimited, "pull: HTTP 500 with retry-after 873s: Rate limit exceeded"},
 	} {
 		st := computeConnectionStatus(kf.VaultConnectionStatus{}, connectionObservation{generation: 1, now: t0, pause: tc.pause})
-		ready := common.ReadyOf(st.Conditions)
+		ready := conditions.ReadyOf(st.Conditions)
 		if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != tc.reason || ready.Message != tc.msg {
 			t.Errorf("%s: Ready %+v, want %s %q", tc.name, ready, tc.reason, tc.msg)
 		}

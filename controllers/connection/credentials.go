@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -84,7 +84,7 @@ func authConfig(ctx context.Context, reader client.Reader, auth kf.AuthSpec, sec
 			cfg.Login.TTL = l.TokenTTL.Duration
 		}
 	default:
-		return common.StalledErr(kf.ReasonInvalidSpec, "auth sets none of bearer, apiKey or login")
+		return conditions.StalledErr(kf.ReasonInvalidSpec, "auth sets none of bearer, apiKey or login")
 	}
 	return nil
 }
@@ -119,24 +119,24 @@ func credentialKeys(o client.Object) []string {
 // secretKey reads one key of a Secret; a missing Secret or key is CredentialsNotFound.
 func secretKey(ctx context.Context, reader client.Reader, namespace, name, key string) ([]byte, error) {
 	if namespace == "" {
-		return nil, common.StalledErr(kf.ReasonInvalidSpec, "secretRef %s names no namespace", name)
+		return nil, conditions.StalledErr(kf.ReasonInvalidSpec, "secretRef %s names no namespace", name)
 	}
 	s := &corev1.Secret{}
 	if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, common.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s not found", namespace, name)
+			return nil, conditions.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s not found", namespace, name)
 		}
 		if apierrors.IsForbidden(err) {
-			return nil, common.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s cannot be read: %s", namespace, name, apierrors.ReasonForError(err))
+			return nil, conditions.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s cannot be read: %s", namespace, name, apierrors.ReasonForError(err))
 		}
 		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
 	}
 	if s.Labels[kf.LabelCredentials] != "true" {
-		return nil, common.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s is not labelled %s=true; label it to let keyferry use it as credentials", namespace, name, kf.LabelCredentials)
+		return nil, conditions.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s is not labelled %s=true; label it to let keyferry use it as credentials", namespace, name, kf.LabelCredentials)
 	}
 	v, ok := s.Data[key]
 	if !ok || len(v) == 0 {
-		return nil, common.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s has no key %q", namespace, name, key)
+		return nil, conditions.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s has no key %q", namespace, name, key)
 	}
 	return v, nil
 }

@@ -12,9 +12,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
+	"github.com/keyferry/keyferry/controllers/resolve"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/controllers/steps"
 	"github.com/keyferry/keyferry/internal/vault"
 )
 
@@ -33,12 +35,12 @@ func (r *Reconciler) finalize(ctx context.Context, sp *kf.SecretPush) (ctrl.Resu
 	}
 	c, conn, err := r.connection(ctx, sp)
 	switch {
-	case errors.Is(err, common.ErrClientPending):
+	case errors.Is(err, resolve.ErrClientPending):
 		return ctrl.Result{RequeueAfter: clientPendingRetry}, nil
-	case errors.Is(err, common.ErrConnectionSuspended):
+	case errors.Is(err, resolve.ErrConnectionSuspended):
 		return ctrl.Result{}, r.letGo(ctx, sp, "its connection is suspended")
 	case err != nil:
-		if _, ok := common.AsConditionError(err); !ok {
+		if _, ok := conditions.AsConditionError(err); !ok {
 			return ctrl.Result{}, err
 		}
 		return ctrl.Result{}, r.letGo(ctx, sp, err.Error())
@@ -51,13 +53,13 @@ func (r *Reconciler) finalize(ctx context.Context, sp *kf.SecretPush) (ctrl.Resu
 		return ctrl.Result{}, r.letGo(ctx, sp, err.Error())
 	}
 	job := pushJob{read: read, target: pt, pushed: pushedMap(sp.Status.Pushed), digest: newDigester(r.HMACKey)}
-	res, done := r.jobs.start(key, common.ConnectionIDOf(conn), "delete", func(ctx context.Context) pushResult { return job.deleteOwned(ctx, c) }, func() { r.waker.Wake(key) })
+	res, done := r.jobs.start(key, resolve.ConnectionIDOf(conn), "delete", func(ctx context.Context) pushResult { return job.deleteOwned(ctx, c) }, func() { r.waker.Wake(key) })
 	if !done {
 		return ctrl.Result{RequeueAfter: pushBackstop}, nil
 	}
 	if res.err != nil {
 		if ve, ok := vault.AsError(res.err); ok {
-			if ce := common.FromVault(ve); ce.Class != common.ClassStalled {
+			if ce := conditions.FromVault(ve); ce.Class != conditions.ClassStalled {
 				return ctrl.Result{RequeueAfter: max(deleteRetry, ce.RetryAt.Sub(r.Clock.Now()))}, nil
 			}
 		}
@@ -79,9 +81,7 @@ func (r *Reconciler) letGo(ctx context.Context, sp *kf.SecretPush, why string) e
 
 func (r *Reconciler) removeFinalizer(ctx context.Context, sp *kf.SecretPush) error {
 	r.jobs.stop(client.ObjectKeyFromObject(sp))
-	base := sp.DeepCopy()
-	controllerutil.RemoveFinalizer(sp, kf.FinalizerPushCleanup)
-	return client.IgnoreNotFound(r.Client.Patch(ctx, sp, client.MergeFrom(base)))
+	return steps.RemoveFinalizer(ctx, r.Client, sp, kf.FinalizerPushCleanup)
 }
 
 func (r *Reconciler) event(sp *kf.SecretPush, kind, reason, msg string) {

@@ -19,18 +19,19 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
+	"github.com/keyferry/keyferry/controllers/queue"
+	"github.com/keyferry/keyferry/controllers/resolve"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/controllers/steps"
 	"github.com/keyferry/keyferry/internal/render"
 	"github.com/keyferry/keyferry/internal/vault"
 )
@@ -52,7 +53,7 @@ type Reconciler struct {
 	Workers int
 
 	jobs   *jobs
-	waker  common.Waker
+	waker  queue.Waker
 	mu     sync.Mutex
 	checks map[types.NamespacedName]checkState
 }
@@ -69,22 +70,23 @@ type checkState struct {
 // Reconcile handles one SecretPush: fetch, run the pass, write status once.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	sp := &kf.SecretPush{}
-	if err := r.Client.Get(ctx, req.NamespacedName, sp); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.jobs.stop(req.NamespacedName)
-			r.forget(req.NamespacedName)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !sp.DeletionTimestamp.IsZero() {
+	stage, err := steps.Fetch(ctx, r.Client, req.NamespacedName, sp)
+	switch {
+	case err != nil:
+		return ctrl.Result{}, err
+	case stage == steps.Gone:
+		r.jobs.stop(req.NamespacedName)
+		r.forget(req.NamespacedName)
+		return ctrl.Result{}, nil
+	case stage == steps.Deleting:
 		return r.finalize(ctx, sp)
-	}
-	if sp.Spec.Suspend {
+	case stage == steps.Suspended:
 		r.jobs.stop(req.NamespacedName)
 		ctrl.LoggerFrom(ctx).V(1).Info("suspended: not pushing")
 		return ctrl.Result{}, nil
 	}
-	if err := r.ensureFinalizer(ctx, sp); err != nil {
+	// deletionPolicy Delete removes the pushed keys before the SecretPush goes.
+	if err := steps.EnsureFinalizer(ctx, r.Client, sp, kf.FinalizerPushCleanup, sp.Spec.DeletionPolicy == kf.DeletionPolicyDelete); err != nil {
 		return ctrl.Result{}, err
 	}
 	now := r.Clock.Now()
@@ -101,7 +103,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	failures := r.observe(req.NamespacedName, o, now, sp.GetRefreshInterval())
 	st := computeStatus(sp.Status, o, now)
-	if err := r.patchStatus(ctx, sp, st); err != nil {
+	if err := steps.PatchStatus(ctx, steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder, Owner: kf.StatusOwnerPush}, sp, &sp.Status, st); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: requeueAfter(o, failures, sp.GetRefreshInterval(), rand.Float64(), now)}, nil
@@ -118,10 +120,10 @@ func (r *Reconciler) pass(ctx context.Context, sp *kf.SecretPush, now time.Time)
 	}
 	c, conn, err := r.connection(ctx, sp)
 	switch {
-	case errors.Is(err, common.ErrClientPending):
+	case errors.Is(err, resolve.ErrClientPending):
 		o.pending = true
 		return o, nil
-	case errors.Is(err, common.ErrConnectionSuspended):
+	case errors.Is(err, resolve.ErrConnectionSuspended):
 		o.held = true
 		return o, nil
 	case err != nil:
@@ -132,13 +134,13 @@ func (r *Reconciler) pass(ctx context.Context, sp *kf.SecretPush, now time.Time)
 		return failed(o, err)
 	}
 	sig := signature(sp, job)
-	if st := r.state(key); o.refresh == "" && st.sig == sig && now.Before(st.next) && common.IsReady(sp.Status.Conditions) &&
+	if st := r.state(key); o.refresh == "" && st.sig == sig && now.Before(st.next) && conditions.IsReady(sp.Status.Conditions) &&
 		sp.Status.ObservedGeneration == sp.Generation {
 		// The vault was checked for exactly this, recently: nothing is due.
 		o.skipped = true
 		return o, nil
 	}
-	res, done := r.jobs.start(key, common.ConnectionIDOf(conn), sig, func(ctx context.Context) pushResult { return job.run(ctx, c) }, func() { r.waker.Wake(key) })
+	res, done := r.jobs.start(key, resolve.ConnectionIDOf(conn), sig, func(ctx context.Context) pushResult { return job.run(ctx, c) }, func() { r.waker.Wake(key) })
 	if !done {
 		o.running = true
 		return o, nil
@@ -152,10 +154,10 @@ func (r *Reconciler) pass(ctx context.Context, sp *kf.SecretPush, now time.Time)
 // server trouble) are returned.
 func failed(o outcome, err error) (outcome, error) {
 	if ve, ok := vault.AsError(err); ok {
-		o.err = common.FromVault(ve)
+		o.err = conditions.FromVault(ve)
 		return o, nil
 	}
-	ce, ok := common.AsConditionError(err)
+	ce, ok := conditions.AsConditionError(err)
 	if !ok {
 		return o, err
 	}
@@ -192,7 +194,7 @@ func (r *Reconciler) plan(ctx context.Context, sp *kf.SecretPush, c *vault.Clien
 	}
 	data, err := render.Data(values, spec)
 	if err != nil {
-		return pushJob{}, common.StalledErr(kf.ReasonInvalidSpec, "%s", strings.ReplaceAll(err.Error(), "Secret key", "key"))
+		return pushJob{}, conditions.StalledErr(kf.ReasonInvalidSpec, "%s", strings.ReplaceAll(err.Error(), "Secret key", "key"))
 	}
 	want := make(map[string]string, len(data))
 	var refused []string
@@ -203,7 +205,7 @@ func (r *Reconciler) plan(ctx context.Context, sp *kf.SecretPush, c *vault.Clien
 		want[k] = string(data[k])
 	}
 	if len(refused) > 0 {
-		return pushJob{}, common.StalledErr(kf.ReasonInvalidSpec, "%s refuses: %s", conn.ConnectionSpec().Provider, strings.Join(refused, "; "))
+		return pushJob{}, conditions.StalledErr(kf.ReasonInvalidSpec, "%s refuses: %s", conn.ConnectionSpec().Provider, strings.Join(refused, "; "))
 	}
 	return pushJob{read: read, target: pt, want: want, pushed: pushedMap(sp.Status.Pushed),
 		p: policies{update: sp.GetUpdatePolicy(), conflict: sp.Spec.ConflictPolicy}, digest: newDigester(r.HMACKey)}, nil
@@ -213,12 +215,12 @@ func (r *Reconciler) plan(ctx context.Context, sp *kf.SecretPush, c *vault.Clien
 func targets(sp *kf.SecretPush, conn kf.Connection) (vault.PushTarget, vault.Target, error) {
 	spec := conn.ConnectionSpec()
 	pt := vault.PushTarget{Vault: sp.Spec.Vault, Environment: sp.Spec.Environment}
-	read := vault.Target{Vault: sp.Spec.Vault, Environment: sp.Spec.Environment, Request: common.PullRequest(spec.Request)}
+	read := vault.Target{Vault: sp.Spec.Vault, Environment: sp.Spec.Environment, Request: resolve.PullRequest(spec.Request)}
 	if p := spec.Push; p != nil {
 		pt.Request = &vault.PushRequest{Method: p.Method, Path: p.Path, Body: p.Body}
 	}
 	if spec.Provider == kf.ProviderHTTP && pt.Request != nil && read.Request == nil {
-		return pt, read, common.StalledErr(kf.ReasonInvalidSpec, "%s %s has a push request but no spec.request: keyferry reads the environment before writing, to write only what differs",
+		return pt, read, conditions.StalledErr(kf.ReasonInvalidSpec, "%s %s has a push request but no spec.request: keyferry reads the environment before writing, to write only what differs",
 			conn.ConnectionKind(), conn.GetName())
 	}
 	return pt, read, nil
@@ -245,10 +247,10 @@ func (r *Reconciler) source(ctx context.Context, sp *kf.SecretPush) (*corev1.Sec
 		// Not in the labelled cache: missing, or not labelled (read once, to say which).
 		err = r.APIReader.Get(ctx, key, s)
 		if apierrors.IsNotFound(err) {
-			return nil, common.StalledErr(kf.ReasonSourceNotFound, "Secret %s not found in namespace %s", key.Name, key.Namespace)
+			return nil, conditions.StalledErr(kf.ReasonSourceNotFound, "Secret %s not found in namespace %s", key.Name, key.Namespace)
 		}
 		if err == nil && s.Labels[kf.LabelPush] != "true" {
-			return nil, common.StalledErr(kf.ReasonNotAllowed, "Secret %s does not carry the label %s=\"true\": keyferry pushes only Secrets that opt in", key.Name, kf.LabelPush)
+			return nil, conditions.StalledErr(kf.ReasonNotAllowed, "Secret %s does not carry the label %s=\"true\": keyferry pushes only Secrets that opt in", key.Name, kf.LabelPush)
 		}
 	}
 	if err != nil {
@@ -257,50 +259,16 @@ func (r *Reconciler) source(ctx context.Context, sp *kf.SecretPush) (*corev1.Sec
 	return s, nil
 }
 
-// connection resolves the SecretPush's connection and returns its client. A
-// ClusterVaultConnection lends itself for pushes only with allowPush, for the vaults and
-// environments it allows.
+// connection resolves the SecretPush's connection by the rule every kind shares
+// (resolve.Connection: a ClusterVaultConnection lends itself for pushes only with
+// allowPush, for the vaults and environments it allows) and returns its client.
 func (r *Reconciler) connection(ctx context.Context, sp *kf.SecretPush) (*vault.Client, kf.Connection, error) {
-	return common.ResolveConnection(ctx, r.Client, r.Registry, sp.Spec.ConnectionRef, sp.Namespace, func(cvc *kf.ClusterVaultConnection) error {
-		switch {
-		case !cvc.Spec.AllowPush:
-			return common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend itself for pushes (allowPush)", cvc.Name)
-		case !common.GlobsAllow(cvc.Spec.AllowedVaults, sp.Spec.Vault, sp.Namespace):
-			return common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend vault %q to namespace %s (allowedVaults)", cvc.Name, sp.Spec.Vault, sp.Namespace)
-		case !common.GlobsAllow(cvc.Spec.AllowedEnvironments, sp.Spec.Environment, sp.Namespace):
-			return common.StalledErr(kf.ReasonNotAllowed, "ClusterVaultConnection %s does not lend environment %q to namespace %s (allowedEnvironments)", cvc.Name, sp.Spec.Environment, sp.Namespace)
-		}
-		return nil
-	})
+	return resolve.Connection(ctx, r.Client, r.Registry, sp.Spec.ConnectionRef, pushUse(sp))
 }
 
-// ensureFinalizer keeps a finalizer exactly on SecretPushes with deletionPolicy Delete.
-func (r *Reconciler) ensureFinalizer(ctx context.Context, sp *kf.SecretPush) error {
-	want := sp.Spec.DeletionPolicy == kf.DeletionPolicyDelete
-	if want == controllerutil.ContainsFinalizer(sp, kf.FinalizerPushCleanup) {
-		return nil
-	}
-	base := sp.DeepCopy()
-	if want {
-		controllerutil.AddFinalizer(sp, kf.FinalizerPushCleanup)
-	} else {
-		controllerutil.RemoveFinalizer(sp, kf.FinalizerPushCleanup)
-	}
-	return r.Client.Patch(ctx, sp, client.MergeFrom(base))
-}
-
-func (r *Reconciler) patchStatus(ctx context.Context, sp *kf.SecretPush, next kf.SecretPushStatus) error {
-	if equality.Semantic.DeepEqual(sp.Status, next) {
-		return nil
-	}
-	prev := sp.Status
-	base := sp.DeepCopy()
-	sp.Status = next
-	if err := r.Client.Status().Patch(ctx, sp, client.MergeFrom(base)); err != nil {
-		return err
-	}
-	common.RecordTransition(r.Recorder, sp, common.ReadyOf(prev.Conditions), common.ReadyOf(next.Conditions))
-	return nil
+// pushUse is what a SecretPush asks of its connection: to write its vault environment.
+func pushUse(sp *kf.SecretPush) resolve.Use {
+	return resolve.Use{Namespace: sp.Namespace, Push: true, Reads: []resolve.Read{{Vault: sp.Spec.Vault, Environment: sp.Spec.Environment}}}
 }
 
 func (r *Reconciler) state(key types.NamespacedName) checkState {

@@ -8,7 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/conditions"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/internal/backoff"
@@ -27,14 +27,14 @@ type outcome struct {
 	// result of a finished push (nil before one), or err: a failure found before any
 	// request (spec, source, connection).
 	result *pushResult
-	err    *common.ConditionError
+	err    *conditions.ConditionError
 }
 
 func (o outcome) acted() bool { return !o.skipped && !o.running && !o.pending && !o.held }
 
 // failure is the outcome's failure as a condition error: the pass's own, the push's
 // request error, or a conflict.
-func (o outcome) failure() *common.ConditionError {
+func (o outcome) failure() *conditions.ConditionError {
 	switch {
 	case o.err != nil:
 		return o.err
@@ -42,11 +42,11 @@ func (o outcome) failure() *common.ConditionError {
 		return nil
 	case o.result.err != nil:
 		if ve, ok := vault.AsError(o.result.err); ok {
-			return common.FromVault(ve)
+			return conditions.FromVault(ve)
 		}
-		return common.TransientErr(kf.ReasonProviderUnavailable, "%s", o.result.err.Error())
+		return conditions.TransientErr(kf.ReasonProviderUnavailable, "%s", o.result.err.Error())
 	case len(o.result.conflicts) > 0:
-		return common.StalledErr(kf.ReasonConflict, "%s changed in the vault since keyferry pushed %s; left as %s (set conflictPolicy: Overwrite to overwrite, or remove %s from the source)",
+		return conditions.StalledErr(kf.ReasonConflict, "%s changed in the vault since keyferry pushed %s; left as %s (set conflictPolicy: Overwrite to overwrite, or remove %s from the source)",
 			keyList(o.result.conflicts), pronoun(o.result.conflicts, "it", "them"), pronoun(o.result.conflicts, "it is", "they are"), pronoun(o.result.conflicts, "it", "them"))
 	}
 	return nil
@@ -82,7 +82,7 @@ func computeStatus(prev kf.SecretPushStatus, o outcome, now time.Time) kf.Secret
 		st.Pushed = pushedList(r.pushed)
 		st.PushedKeys = int32(len(r.pushed))
 		if r.wrote > 0 {
-			st.LastPushTime = common.TimePtr(now)
+			st.LastPushTime = conditions.TimePtr(now)
 		}
 	}
 	cond := metav1.Condition{Type: kf.ConditionReady, ObservedGeneration: o.generation}
@@ -96,15 +96,15 @@ func computeStatus(prev kf.SecretPushStatus, o outcome, now time.Time) kf.Secret
 		st.ObservedGeneration = o.generation
 	} else {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fail.Reason, fail.Message
-		if fail.Class == common.ClassStalled {
+		if fail.Class == conditions.ClassStalled {
 			st.ObservedGeneration = o.generation
 		}
 		if !fail.RetryAt.IsZero() {
-			st.RetryAfter = common.TimePtr(fail.RetryAt)
+			st.RetryAfter = conditions.TimePtr(fail.RetryAt)
 		}
 	}
-	common.SetCondition(&st.Conditions, cond, now)
-	common.SetProgress(&st.Conditions, cond, fail != nil && fail.Class == common.ClassStalled, now)
+	conditions.SetCondition(&st.Conditions, cond, now)
+	conditions.SetProgress(&st.Conditions, cond, fail != nil && fail.Class == conditions.ClassStalled, now)
 	return st
 }
 
@@ -147,7 +147,7 @@ func requeueAfter(o outcome, failures int, interval time.Duration, spread float6
 		return pushBackstop
 	}
 	fail := o.failure()
-	if fail == nil || fail.Class == common.ClassStalled && fail.Reason == kf.ReasonConflict {
+	if fail == nil || fail.Class == conditions.ClassStalled && fail.Reason == kf.ReasonConflict {
 		return interval + time.Duration((2*spread-1)*jitterFraction*float64(interval))
 	}
 	d := min(backoff.Default.After(failures), interval)

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
-	"github.com/keyferry/keyferry/controllers/common"
+	"github.com/keyferry/keyferry/controllers/queue"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 )
@@ -47,13 +47,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, sources cache.Cache) err
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("secretpush").
 		For(&kf.SecretPush{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, common.DeletionPredicate()))).
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, queue.DeletionPredicate()))).
 		WatchesRawSource(source.Kind(sources, client.Object(&corev1.Secret{}), handler.EnqueueRequestsFromMapFunc(r.sourceToPushes))).
 		WatchesRawSource(r.waker.Source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: common.NamespaceFairQueue})
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: queue.NamespaceFair})
 	for _, kind := range []kf.ConnectionKind{kf.ConnectionKindNamespaced, kf.ConnectionKindCluster} {
 		b = b.Watches(kf.NewConnection(kind, "", ""), handler.EnqueueRequestsFromMapFunc(r.connectionToPushes(kind)),
-			builder.WithPredicates(common.ReadinessChanged()))
+			builder.WithPredicates(queue.ReadinessChanged()))
 	}
 	return b.Complete(r)
 }
@@ -79,5 +79,5 @@ func (r *Reconciler) list(ctx context.Context, opts ...client.ListOption) []ctrl
 	if err := r.Client.List(ctx, list, opts...); err != nil {
 		return nil
 	}
-	return common.Requests(list)
+	return queue.Requests(list)
 }

@@ -1,4 +1,7 @@
-package common
+// Package queue is what puts work into keyferry's controllers: the namespace-fair work
+// queue every controller uses, the waker that queues an object from outside a reconcile,
+// and the predicates and map helpers of their watches.
+package queue
 
 import (
 	"context"
@@ -12,13 +15,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/controllers/conditions"
 	"github.com/keyferry/keyferry/internal/fairqueue"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 )
 
-// NamespaceFairQueue is every keyferry controller's queue: namespaces (tenants) take turns,
+// NamespaceFair is every keyferry controller's queue: namespaces (tenants) take turns,
 // so one namespace's thousands of due objects delay another's by a few items at most.
 // Cluster-scoped objects share the tenant "".
-func NamespaceFairQueue(name string, rl workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request] {
+func NamespaceFair(name string, rl workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request] {
 	return fairqueue.New(name, rl, func(r reconcile.Request) string { return r.Namespace })
 }
 
@@ -53,4 +60,37 @@ func Requests(list client.ObjectList) []reconcile.Request {
 		return nil
 	})
 	return reqs
+}
+
+// DeletionPredicate passes updates that mark an object for deletion.
+func DeletionPredicate() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return !e.ObjectNew.GetDeletionTimestamp().IsZero()
+	}}
+}
+
+// ReadinessChanged passes connection updates that change its Ready status or reason or
+// its spec (what it lends), and deletions.
+func ReadinessChanged() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc: func(event.CreateEvent) bool { return true },
+		DeleteFunc: func(event.DeleteEvent) bool { return true },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if !e.ObjectNew.GetDeletionTimestamp().IsZero() {
+				return true
+			}
+			return e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() || readyKey(e.ObjectOld) != readyKey(e.ObjectNew)
+		},
+	}
+}
+
+func readyKey(o client.Object) string {
+	c, ok := o.(kf.Connection)
+	if !ok {
+		return ""
+	}
+	if r := conditions.ReadyOf(c.ConnectionStatus().Conditions); r != nil {
+		return string(r.Status) + "/" + r.Reason
+	}
+	return ""
 }

@@ -1,4 +1,4 @@
-package common
+package conditions
 
 import (
 	"errors"
