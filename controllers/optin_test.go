@@ -163,3 +163,56 @@ func TestOptingInRestartsNothingUntilDataChanges(t *testing.T) {
 		}
 	}
 }
+
+// statusWriters are the field managers that wrote obj's status subresource.
+func statusWriters(t *testing.T, obj client.Object) map[string]bool {
+	t.Helper()
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+		t.Fatal(err)
+	}
+	writers := map[string]bool{}
+	for _, mf := range obj.GetManagedFields() {
+		if mf.Subresource == "status" {
+			writers[mf.Manager] = true
+		}
+	}
+	return writers
+}
+
+// Each status has one writer: consumers and lastRestartTime of a binding reach its status
+// through the binding reconciler's own patch (the workload reconciler records the restart
+// on the workload), and nothing else writes the binding's or the connection's status.
+func TestBindingStatusHasOneWriter(t *testing.T) {
+	ns := newNamespace(t, nil)
+	vc, cred := connectionFor(ns, "keyway", "keyway")
+	mustCreate(t, cred, vc)
+	b := bindingFor(ns, "writers", "keyway", "keyway")
+	b.Spec.Vault = "acme/writers"
+	dev.SetSecret("acme/writers", "production", "A", "a1")
+	mustCreate(t, b)
+	waitReason(t, b, kf.ReasonSynced)
+	api, worker := deploymentReading(ns, "api", read{"writers", "env", "A"}), deploymentReading(ns, "worker", read{"writers", "envFrom", ""})
+	mustCreate(t, api, worker)
+	eventually(t, 20*time.Second, "status.consumers counts both workloads", func() (bool, string) {
+		got := getBinding(t, b)
+		return got.Status.Consumers == 2 && got.Status.LastRestartTime == nil, fmt.Sprintf("consumers %d, lastRestartTime %v", got.Status.Consumers, got.Status.LastRestartTime)
+	})
+	dev.SetSecret("acme/writers", "production", "A", "a2")
+	refresh(t, b, "a2")
+	eventually(t, 30*time.Second, "lastRestartTime after the restart", func() (bool, string) {
+		got := getBinding(t, b)
+		return got.Status.LastRestartTime != nil && got.Status.Consumers == 2, fmt.Sprintf("consumers %d, lastRestartTime %v", got.Status.Consumers, got.Status.LastRestartTime)
+	})
+	if err := k8s.Delete(context.Background(), worker); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "status.consumers follows a deleted workload", func() (bool, string) {
+		got := getBinding(t, b)
+		return got.Status.Consumers == 1 && got.Status.LastRestartTime != nil, fmt.Sprintf("consumers %d, lastRestartTime %v", got.Status.Consumers, got.Status.LastRestartTime)
+	})
+	for obj, owner := range map[client.Object]string{b: kf.StatusOwnerBinding, vc: kf.StatusOwnerConnection} {
+		if w := statusWriters(t, obj); len(w) != 1 || !w[owner] {
+			t.Errorf("%T %s: status written by %v, want %s alone", obj, obj.GetName(), w, owner)
+		}
+	}
+}

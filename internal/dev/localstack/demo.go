@@ -3,10 +3,12 @@ package localstack
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"text/template"
 	"time"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
@@ -29,162 +31,30 @@ var DemoCredentials = map[string]string{
 // use them.
 func (s *Stack) DemoManifests() string {
 	url := func(p string) string { return s.VaultURL + "/" + p }
-	return fmt.Sprintf(`apiVersion: v1
-kind: Namespace
-metadata: {name: %[1]s}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: keyway-token, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
-stringData: {token: %[2]s}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: keymint-token, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
-stringData: {token: %[3]s}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: stash-api-key, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
-stringData: {apiKey: %[4]s}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: login, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
-stringData: {username: %[5]s, password: %[6]s}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: VaultConnection
-metadata: {name: keyway, namespace: %[1]s}
-spec:
-  provider: keyway
-  url: %[7]s
-  allowInsecureHTTP: true
-  auth: {bearer: {secretRef: {name: keyway-token, key: token}}}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: VaultConnection
-metadata: {name: keystash, namespace: %[1]s}
-spec:
-  provider: keystash
-  url: %[8]s
-  allowInsecureHTTP: true
-  auth: {login: {secretRef: {name: login}}}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: VaultConnection
-metadata: {name: stash, namespace: %[1]s}
-spec:
-  provider: stash
-  url: %[9]s
-  allowInsecureHTTP: true
-  auth: {apiKey: {secretRef: {name: stash-api-key, key: apiKey}}}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: VaultConnection
-metadata: {name: knowledgestack, namespace: %[1]s}
-spec:
-  provider: knowledgestack
-  url: %[10]s
-  allowInsecureHTTP: true
-  auth: {login: {secretRef: {name: login}}}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: VaultConnection
-metadata: {name: keymint, namespace: %[1]s}
-spec:
-  provider: keymint
-  url: %[11]s
-  allowInsecureHTTP: true
-  auth: {bearer: {secretRef: {name: keymint-token, key: token}}}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: SecretBinding
-metadata: {name: payments, namespace: %[1]s}
-spec:
-  connectionRef: {name: keyway}
-  vault: acme/payments
-  environment: production
-  rename: {DB_PASS: password}
-  target: {name: payments-env}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: SecretBinding
-metadata: {name: payments-dsn, namespace: %[1]s}
-spec:
-  connectionRef: {name: keyway}
-  vault: acme/payments
-  environment: production
-  target:
-    creationPolicy: Orphan
-    template:
-      data: {DSN: "postgres://{{ .DB_USER }}:{{ .DB_PASS }}@db/payments"}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: SecretBinding
-metadata: {name: staging, namespace: %[1]s}
-spec:
-  connectionRef: {name: keystash}
-  vault: acme/payments
-  environment: staging
-  request: {path: "/api/v1/secrets/view?vault={vault}&environment={environment}"}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: SecretBinding
-metadata: {name: checkout, namespace: %[1]s}
-spec:
-  connectionRef: {name: stash}
-  vault: acme/checkout
-  environment: production
-  request: {method: POST, path: /api/v1/sdk/config, body: '{"shop_handle":"{vault}","environment":"{environment}"}', dataPath: data}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: SecretBinding
-metadata: {name: knowledge, namespace: %[1]s}
-spec:
-  connectionRef: {name: knowledgestack}
-  vault: acme/checkout
-  environment: production
-  request: {path: "/v1/secrets?tenant={vault}&env={environment}", format: dotenv, dataPath: content}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: SecretBinding
-metadata: {name: license, namespace: %[1]s}
-spec:
-  connectionRef: {name: keymint}
-  vault: acme/payments
-  environment: staging
-  request: {path: "/key?productId={vault}&licenseKey={environment}", dataPath: data.license}
----
-# A platform team's shared connection, lent to the namespaces labelled as teams, and one
-# ClusterSecretBinding that gives each of them the same Secret.
-apiVersion: keyferry.dev/v1alpha1
-kind: ClusterVaultConnection
-metadata: {name: platform}
-spec:
-  provider: keyway
-  url: %[7]s
-  allowInsecureHTTP: true
-  auth: {bearer: {secretRef: {name: keyway-token, namespace: %[1]s, key: token}}}
-  namespaceSelector: {matchLabels: {%[12]s: "true"}}
-  allowedVaults: [acme/payments]
----
-apiVersion: keyferry.dev/v1alpha1
-kind: ClusterSecretBinding
-metadata: {name: %[13]s}
-spec:
-  namespaceSelector: {matchLabels: {%[12]s: "true"}}
-  template:
-    spec:
-      connectionRef: {kind: ClusterVaultConnection, name: platform}
-      vault: acme/payments
-      environment: production
-      keys: {include: ["^DB_USER$"]}
-      target: {name: shared-db-user}
-`, DemoNamespace, DemoCredentials["keyway"], DemoCredentials["keymint"], DemoCredentials["stash"],
-		DemoCredentials["user"], DemoCredentials["password"],
-		url("keyway"), url("keystash"), url("stash"), url("knowledgestack"), url("keymint"),
-		DemoTeamLabel, DemoClusterBinding) + demoTeams()
+	var b strings.Builder
+	err := demoTemplate.Execute(&b, demoFields{
+		Namespace: DemoNamespace, TeamLabel: DemoTeamLabel, ClusterBinding: DemoClusterBinding,
+		KeywayToken: DemoCredentials["keyway"], KeymintToken: DemoCredentials["keymint"], StashKey: DemoCredentials["stash"],
+		User: DemoCredentials["user"], Password: DemoCredentials["password"],
+		KeywayURL: url("keyway"), KeystashURL: url("keystash"), StashURL: url("stash"),
+		KnowledgeStackURL: url("knowledgestack"), KeymintURL: url("keymint"),
+	})
+	if err != nil {
+		panic(err) // an embedded template over plain strings: cannot fail but for a bug
+	}
+	return b.String() + demoTeams()
+}
+
+//go:embed demo.yaml.tmpl
+var demoYAML string
+
+var demoTemplate = template.Must(template.New("demo").Option("missingkey=error").Parse(demoYAML))
+
+// demoFields are what demo.yaml.tmpl names.
+type demoFields struct {
+	Namespace, TeamLabel, ClusterBinding                            string
+	KeywayToken, KeymintToken, StashKey, User, Password             string
+	KeywayURL, KeystashURL, StashURL, KnowledgeStackURL, KeymintURL string
 }
 
 // DemoTeamLabel marks the demo's team namespaces; DemoClusterBinding fills each of them.

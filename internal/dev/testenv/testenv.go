@@ -23,7 +23,7 @@ import (
 // RepoRoot is the repository's root directory.
 func RepoRoot() string {
 	_, file, _, _ := goruntime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
 // Scheme knows the built-in kinds and keyferry's.
