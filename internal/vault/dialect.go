@@ -2,104 +2,21 @@ package vault
 
 import (
 	"bytes"
-	"encoding/json"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 )
 
-// Dialect decodes a vendor's error body into its human message.
+// Dialect decodes a vendor's error body into its human message. Each vendor's own
+// dialect lives beside its preset (vendor_<name>.go); this file holds what they share.
 type Dialect func(body []byte) string
 
 // maxMessageLen bounds the provider text carried into conditions and logs.
 const maxMessageLen = 256
 
-// DialectRFC7807 reads application/problem+json (Keyway): detail, else title.
-func DialectRFC7807(body []byte) string {
-	var p struct {
-		Title  string `json:"title"`
-		Detail string `json:"detail"`
-	}
-	if json.Unmarshal(body, &p) != nil {
-		return ""
-	}
-	if p.Detail != "" {
-		return p.Detail
-	}
-	return p.Title
-}
-
-// DialectKeystash reads {"error":"..."} and {"error":{"code","message","details"}}.
-func DialectKeystash(body []byte) string {
-	var e struct {
-		Error json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(body, &e) != nil || len(e.Error) == 0 {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(e.Error, &s) == nil {
-		return s
-	}
-	var o struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(e.Error, &o) != nil {
-		return ""
-	}
-	switch {
-	case o.Code != "" && o.Message != "":
-		return o.Code + ": " + o.Message
-	case o.Message != "":
-		return o.Message
-	default:
-		return o.Code
-	}
-}
-
-// DialectKeymint reads {"message","code"}.
-func DialectKeymint(body []byte) string {
-	var e struct {
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(body, &e) != nil {
-		return ""
-	}
-	return e.Message
-}
-
-// DialectFastAPI reads Knowledge Stack's {"detail": string | [{"msg": ...}, ...]}.
-func DialectFastAPI(body []byte) string {
-	var e struct {
-		Detail json.RawMessage `json:"detail"`
-	}
-	if json.Unmarshal(body, &e) != nil || len(e.Detail) == 0 {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(e.Detail, &s) == nil {
-		return s
-	}
-	var list []struct {
-		Msg string `json:"msg"`
-		Loc []any  `json:"loc"`
-	}
-	if json.Unmarshal(e.Detail, &list) != nil {
-		return ""
-	}
-	msgs := make([]string, 0, len(list))
-	for i, item := range list {
-		if i == 4 {
-			msgs = append(msgs, "...")
-			break
-		}
-		if item.Msg != "" {
-			msgs = append(msgs, item.Msg)
-		}
-	}
-	return strings.Join(msgs, "; ")
-}
+// DialectPlainText reads a body as plain text (unless it is HTML, JSON or binary): for a
+// vendor that publishes no error format.
+func DialectPlainText(body []byte) string { return plainText(body) }
 
 // DialectGeneric tries the common JSON shapes, then falls back to plain text.
 func DialectGeneric(body []byte) string {

@@ -1,7 +1,9 @@
 package vault
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -32,10 +34,21 @@ type RateBudget struct {
 	Period   time.Duration
 }
 
-// presets by provider name; each lives in its own preset_<name>.go file.
-var presets = map[string]*Preset{}
+// presets by provider name: one line per vendor; each vendor's preset and error dialect
+// live in its vendor_<name>.go (its development stand-in in internal/dev/devvault, in a
+// file of the same name).
+var presets = byName(keyway, keystash, stash, knowledgeStack, keymint, httpGeneric)
 
-func registerPreset(p *Preset) { presets[p.Name] = p }
+func byName(ps ...*Preset) map[string]*Preset {
+	m := make(map[string]*Preset, len(ps))
+	for _, p := range ps {
+		m[p.Name] = p
+	}
+	return m
+}
+
+// Presets names every provider with a preset, sorted.
+func Presets() []string { return slices.Sorted(maps.Keys(presets)) }
 
 // PresetFor returns the preset of a provider, or nil for an unknown name.
 func PresetFor(provider string) *Preset { return presets[provider] }

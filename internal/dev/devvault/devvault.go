@@ -14,6 +14,7 @@
 package devvault
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -393,4 +394,11 @@ func Dotenv(vals map[string]string) string {
 		b.WriteString(k + "=" + v + "\n")
 	}
 	return b.String()
+}
+
+func fakeJWT(claims map[string]any) string {
+	enc := base64.RawURLEncoding
+	h, _ := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
+	c, _ := json.Marshal(claims)
+	return enc.EncodeToString(h) + "." + enc.EncodeToString(c) + "." + enc.EncodeToString([]byte("dev-signature"))
 }

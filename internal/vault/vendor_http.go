@@ -2,9 +2,7 @@ package vault
 
 // http: the generic provider. Everything comes from the spec; errors are read in any of
 // the common JSON shapes or as plain text.
-func init() {
-	registerPreset(&Preset{
-		Name:    "http",
-		Dialect: DialectGeneric,
-	})
+var httpGeneric = &Preset{
+	Name:    "http",
+	Dialect: DialectGeneric,
 }

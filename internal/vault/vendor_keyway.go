@@ -6,7 +6,41 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"time"
 )
+
+// Keyway: bearer tokens (JWTs, PATs, kw_live_ API keys), RFC 7807 errors, 100 requests per
+// 15 minutes, and a native pull endpoint answering dotenv text in data.content. Its server
+// answers over-limit requests with HTTP 500 plus retry-after, which the generic Retry-After
+// handling turns into RateLimited.
+var keyway = &Preset{
+	Name:       "keyway",
+	DefaultURL: "https://api.keyway.sh",
+	Dialect:    DialectRFC7807,
+	Budget:     RateBudget{Requests: 100, Period: 15 * time.Minute},
+	NativePull: &PullRequest{
+		Method:   "GET",
+		Path:     "/v1/secrets/pull?repo={vault}&environment={environment}",
+		Format:   FormatDotenv,
+		DataPath: "data.content",
+	},
+	Push: keywayPush,
+}
+
+// DialectRFC7807 reads application/problem+json (Keyway): detail, else title.
+func DialectRFC7807(body []byte) string {
+	var p struct {
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(body, &p) != nil {
+		return ""
+	}
+	if p.Detail != "" {
+		return p.Detail
+	}
+	return p.Title
+}
 
 // keywayPush is Keyway's write API as its open-source server implements it: one key per
 // POST (the bulk /v1/secrets/push replaces the whole environment, so keyferry never uses
