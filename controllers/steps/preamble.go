@@ -11,13 +11,13 @@ import (
 type Stage int
 
 const (
-	// Gone: the object no longer exists; the reconciler forgets what it held for it.
+	// Gone says the object no longer exists; the reconciler forgets what it held for it.
 	Gone Stage = iota
-	// Deleting: the object is marked for deletion; only cleanup runs.
+	// Deleting says the object is marked for deletion; only cleanup runs.
 	Deleting
-	// Suspended: spec.suspend holds it; nothing is read, written or reported.
+	// Suspended says spec.suspend holds it; nothing is read, written or reported.
 	Suspended
-	// Live: the pass runs.
+	// Live says the pass runs.
 	Live
 )
 
