@@ -1,5 +1,5 @@
 // Package workload restarts the opted-in Deployments, StatefulSets and DaemonSets when
-// data they consume of keyferry-managed Secrets changes: reconciler.go runs the pass,
+// data they consume of keyferry-managed Secrets changes: controller.go runs the pass,
 // consumed.go works out what a workload reads and what it read when last restarted,
 // restart.go debounces and writes the restart, watches.go says what wakes it.
 package workload
