@@ -103,9 +103,10 @@ bench-noisy: ## Noisy neighbours: a healthy tenant's time to Ready idle, beside 
 	go run ./hack/bench -header $(NOISY_ARGS)
 
 .PHONY: fuzz
-fuzz: ## Fuzz the decoders for FUZZTIME each (default 30s).
+fuzz: ## Fuzz the decoders and the template bounds for FUZZTIME each (default 30s).
 	for f in FuzzParseDotenv FuzzErrorDialects FuzzDecodePayload; do \
 		go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $${FUZZTIME:-30s} ./internal/vault/ || exit 1; done
+	go test -run '^$$' -fuzz '^FuzzHostileTemplates$$' -fuzztime $${FUZZTIME:-30s} ./internal/render/
 
 ##@ Build
 

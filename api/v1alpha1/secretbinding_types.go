@@ -107,8 +107,10 @@ const (
 // TargetTemplate renders the target Secret from the pulled values with Go templates.
 type TargetTemplate struct {
 	// data maps target keys to Go text/template strings over the pulled values, e.g.
-	// DSN: "postgres://{{ .DB_USER }}:{{ .DB_PASS }}@db/app". When set, only these keys are
-	// written.
+	// DSN: "postgres://{{ .DB_USER }}:{{ .DB_PASS }}@db/app", with sprig's functions and
+	// toYaml, fromYaml, required and filterPEM; functions that read the environment, the
+	// network or the clock, or draw randomness, are refused (see the README). When set,
+	// only these keys are written.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=256
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))",message="template.data keys must be valid Secret keys (letters, digits, '-', '_' or '.')"

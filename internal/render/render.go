@@ -52,18 +52,18 @@ func Data(pulled map[string]string, spec Spec) (map[string][]byte, error) {
 	}
 	out := map[string][]byte{}
 	if len(spec.Template) > 0 {
-		b := &budget{output: MaxSecretSize, funcBytes: maxFuncBytes}
+		b := &budget{output: MaxSecretSize, funcBytes: maxFuncBytes, values: slices.Collect(maps.Values(pulled))}
 		for _, key := range sortedKeys(spec.Template) {
 			tmpl, err := b.parseTemplate(key, spec.Template[key])
 			if err != nil {
-				return nil, &Error{Message: fmt.Sprintf("template for key %q does not parse: %v", key, templateError(err))}
+				return nil, &Error{Message: fmt.Sprintf("template for key %q does not parse: %v", key, templateError(b, err))}
 			}
 			var buf bytes.Buffer
 			if err := b.execute(tmpl, pulled, io.MultiWriter(b, &buf)); err != nil {
 				if errors.Is(err, errOutputLimit) {
 					return nil, &Error{TooLarge: true, Message: fmt.Sprintf("template for key %q: the Secret's data would be over the %d byte limit", key, MaxSecretSize)}
 				}
-				return nil, &Error{Message: fmt.Sprintf("template for key %q failed: %v", key, templateError(err))}
+				return nil, &Error{Message: fmt.Sprintf("template for key %q failed: %v", key, templateError(b, err))}
 			}
 			out[key] = buf.Bytes()
 		}
@@ -95,10 +95,11 @@ func Data(pulled map[string]string, spec Spec) (map[string][]byte, error) {
 	return out, nil
 }
 
-// templateError keeps text/template's description, which names keys and positions, never
-// values (no functions that print values are available).
-func templateError(err error) string {
-	return err.Error()
+// templateError keeps text/template's description, which names keys, positions and the
+// failing call; function errors were scrubbed of values when they happened
+// (budget.charged), and the whole message is scrubbed once more.
+func templateError(b *budget, err error) string {
+	return b.scrub(err.Error())
 }
 
 func compileAll(field string, exprs []string) ([]*regexp.Regexp, error) {

@@ -36,6 +36,8 @@ var errOutputLimit = errors.New("output over the Secret size limit")
 type budget struct {
 	output    int // bytes still allowed out
 	funcBytes int // bytes functions may still touch
+	// values are the pulled values, scrubbed from function errors.
+	values []string
 }
 
 // Write implements io.Writer, refusing output past the limit.
@@ -154,9 +156,6 @@ func (b *budget) funcs() template.FuncMap {
 		"le": compare("le", func(c int) bool { return c <= 0 }),
 		"gt": compare("gt", func(c int) bool { return c > 0 }),
 		"ge": compare("ge", func(c int) bool { return c >= 0 }),
-		"call": func(...any) (string, error) {
-			return "", errors.New("call is not available in keyferry templates")
-		},
 	}
 }
 
@@ -174,9 +173,14 @@ func compareValues(x, y any) (int, error) {
 
 // parseTemplate parses one template key and checks that its cost can be bounded.
 func (b *budget) parseTemplate(key, text string) (*template.Template, error) {
-	t, err := template.New(key).Option("missingkey=error").Funcs(b.funcs()).Parse(text)
+	t, err := template.New(key).Option("missingkey=error").Funcs(b.libraryFuncs()).Funcs(b.funcs()).Parse(text)
 	if err != nil {
 		return nil, err
+	}
+	if t.Tree != nil && t.Root != nil {
+		if err := checkFuncs(t.Root); err != nil {
+			return nil, err
+		}
 	}
 	if len(t.Templates()) > 1 {
 		return nil, errors.New("define and block are not available in keyferry templates")
