@@ -115,11 +115,11 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	s.KubectlBin = filepath.Join(assets, "kubectl")
 	s.logf("building the manager and the dev vault")
-	for _, b := range []string{"manager", "devvault"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(s.Dir, "bin", b), "./cmd/"+b)
+	for _, b := range []struct{ name, pkg string }{{"manager", "./cmd/manager"}, {"devvault", "./hack/devvault"}} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(s.Dir, "bin", b.name), b.pkg)
 		cmd.Dir = opts.RepoRoot
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build ./cmd/%s: %w\n%s", b, err, out)
+			return nil, fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
 		}
 	}
 	s.logf("starting etcd and kube-apiserver")
