@@ -210,9 +210,11 @@ func TestBindingStatusHasOneWriter(t *testing.T) {
 		got := getBinding(t, b)
 		return got.Status.Consumers == 1 && got.Status.LastRestartTime != nil, fmt.Sprintf("consumers %d, lastRestartTime %v", got.Status.Consumers, got.Status.LastRestartTime)
 	})
-	for obj, owner := range map[client.Object]string{b: kf.StatusOwnerBinding, vc: kf.StatusOwnerConnection} {
-		if w := statusWriters(t, obj); len(w) != 1 || !w[owner] {
-			t.Errorf("%T %s: status written by %v, want %s alone", obj, obj.GetName(), w, owner)
+	// One field manager (the manager process) wrote each status; which reconciler may
+	// write it is held by steps' TestStatusWritesGoThroughOnePatcher.
+	for _, obj := range []client.Object{b, vc} {
+		if w := statusWriters(t, obj); len(w) != 1 {
+			t.Errorf("%T %s: status written by %v, want one writer", obj, obj.GetName(), w)
 		}
 	}
 }

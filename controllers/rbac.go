@@ -7,7 +7,7 @@ package controllers
 // collection). Its own kinds are patched, never updated; finalizers/update lets Owner
 // Secrets carry blockOwnerDeletion. SecretBindings are also created (server-side apply) and
 // deleted by ClusterSecretBindings, whose finalizers/update lets those bindings carry
-// blockOwnerDeletion.
+// blockOwnerDeletion. ConfigMaps are only read: templates (target.templateFrom).
 //
 // +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections;clustervaultconnections;clustersecretbindings;secretpushes,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=keyferry.dev,resources=secretbindings,verbs=get;list;watch;create;patch;delete
@@ -15,6 +15,7 @@ package controllers
 // +kubebuilder:rbac:groups=keyferry.dev,resources=vaultconnections/finalizers;clustervaultconnections/finalizers;secretbindings/finalizers;clustersecretbindings/finalizers;secretpushes/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;list;watch;patch

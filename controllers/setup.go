@@ -152,16 +152,21 @@ func setupPushes(mgr ctrl.Manager, opts Options, _ wiring) error {
 }
 
 // setupBindings: SecretBindings, writing managed Secrets read back through the manager's
-// label-selected cache.
+// label-selected cache, reading template ConfigMaps from a cache of those that opted in
+// (keyferry.dev/template=true), so memory does not grow with the cluster's other ConfigMaps.
 func setupBindings(mgr ctrl.Manager, opts Options, w wiring) error {
-	r := &binding.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetCache(), APIReader: mgr.GetAPIReader(),
+	templates, err := newSelectedCache(mgr, &corev1.ConfigMap{}, labels.SelectorFromSet(labels.Set{kf.LabelTemplate: "true"}))
+	if err != nil {
+		return err
+	}
+	r := &binding.Reconciler{Client: mgr.GetClient(), Secrets: mgr.GetCache(), APIReader: mgr.GetAPIReader(), TemplateConfigMaps: templates,
 		Registry: opts.Registry, Clock: opts.Clock, Recorder: mgr.GetEventRecorder("keyferry"), HMACKey: opts.HMACKey,
 		Wake: map[kf.ConnectionKind]chan<- event.GenericEvent{}, ClientReady: map[kf.ConnectionKind]<-chan event.GenericEvent{},
 		Workers: opts.BindingWorkers}
 	for kind := range w.wake {
 		r.Wake[kind], r.ClientReady[kind] = w.wake[kind], w.ready[kind]
 	}
-	return r.SetupWithManager(mgr)
+	return r.SetupWithManager(mgr, templates)
 }
 
 // CacheOptions caches only the Secrets keyferry writes (label keyferry.dev/binding) and the

@@ -101,6 +101,13 @@ const (
 	// the binding reconciler reads it into status.lastRestartTime of the bindings whose
 	// Secrets the workload consumes, so that status keeps one writer.
 	AnnotationRestartedAt = "keyferry.dev/restarted-at"
+	// LabelTemplate: "true" on a ConfigMap lets bindings of its namespace read templates
+	// from it (target.templateFrom); keyferry caches only those ConfigMaps.
+	LabelTemplate = "keyferry.dev/template"
+	// AnnotationTemplates on a target Secret is a keyed digest of the templates it was
+	// rendered from (target.templateFrom): when they change, the Secret is rendered again
+	// from the data at hand, without a provider request.
+	AnnotationTemplates = "keyferry.dev/templates"
 	// LabelPrefixConsumed: a label consumed.keyferry.dev/<Secret> on a workload records a
 	// short keyed digest of the data it read of that managed Secret when it last started
 	// (or was first seen), so a restart happens only when data it read changed. <Secret> is
@@ -127,13 +134,6 @@ const (
 	FinalizerPushCleanup = "keyferry.dev/push-cleanup"
 	// FieldManager is the server-side apply field manager of every write keyferry makes.
 	FieldManager = "keyferry"
-
-	// The field managers of status writes, one per reconciler: an object's status has one
-	// writer, and its managedFields say which.
-	StatusOwnerBinding        = "keyferry-secretbinding"
-	StatusOwnerPush           = "keyferry-secretpush"
-	StatusOwnerClusterBinding = "keyferry-clustersecretbinding"
-	StatusOwnerConnection     = "keyferry-connection"
 	// FinalizerSignout lets a deleted connection sign its session out first.
 	FinalizerSignout = "keyferry.dev/signout"
 	// FinalizerMergeCleanup lets a deleted Merge binding remove its keys first.

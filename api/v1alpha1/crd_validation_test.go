@@ -146,6 +146,17 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 	if err := k8s.Create(context.Background(), tb); err != nil {
 		t.Errorf("binding with ordinary template metadata rejected: %v", err)
 	}
+	// Sources alone, with every new field.
+	sb := validBinding(ns)
+	sb.Spec.Vault, sb.Spec.Environment = "", ""
+	sb.Spec.Sources = []kf.SecretSource{{Vault: "acme/a", Environment: "common", Prefix: "COMMON_", DecodingStrategy: kf.DecodingAuto},
+		{Vault: "acme/b", Environment: "production"}}
+	sb.Spec.Target.TemplateFrom = []kf.TemplateFrom{{ConfigMap: kf.TemplateConfigMapRef{Name: "t", Items: []kf.TemplateFromItem{{Key: "config.json"}}}}}
+	if err := k8s.Create(context.Background(), sb); err != nil {
+		t.Errorf("binding with sources alone rejected: %v", err)
+	} else if sb.Spec.Target.TemplateFrom[0].ConfigMap.Items[0].TemplateAs != kf.TemplateAsValues {
+		t.Errorf("templateAs default = %q, want Values", sb.Spec.Target.TemplateFrom[0].ConfigMap.Items[0].TemplateAs)
+	}
 	b := validBinding(ns)
 	if err := k8s.Create(context.Background(), b); err != nil {
 		t.Fatal(err)
@@ -221,6 +232,26 @@ func TestCELRulesRejectBadObjects(t *testing.T) {
 			b.Spec.Vault = ""
 			return b
 		}, "vault must not be empty"},
+		{"neither vault nor sources", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Vault, b.Spec.Environment = "", ""
+			return b
+		}, "set vault and environment, sources, or both"},
+		{"a source without environment", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Sources = []kf.SecretSource{{Vault: "acme/x"}}
+			return b
+		}, "environment"},
+		{"bad decodingStrategy", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.DecodingStrategy = "Hex"
+			return b
+		}, "decodingStrategy"},
+		{"templateFrom without items", func() client.Object {
+			b := validBinding(ns)
+			b.Spec.Target.TemplateFrom = []kf.TemplateFrom{{ConfigMap: kf.TemplateConfigMapRef{Name: "t"}}}
+			return b
+		}, "items"},
 		{"empty environment", func() client.Object {
 			b := validBinding(ns)
 			b.Spec.Environment = ""

@@ -104,6 +104,107 @@ const (
 	CreationPolicyOrphan CreationPolicy = "Orphan"
 )
 
+// DecodingStrategy says how the values of a source are decoded before they are written
+// (External Secrets Operator's names).
+// +kubebuilder:validation:Enum=None;Base64;Base64URL;Auto
+type DecodingStrategy string
+
+// Decoding strategies.
+const (
+	// DecodingNone writes values as the vault holds them.
+	DecodingNone DecodingStrategy = "None"
+	// DecodingBase64 decodes every value as standard base64; a value that is not is
+	// InvalidResponse naming its key.
+	DecodingBase64 DecodingStrategy = "Base64"
+	// DecodingBase64URL decodes every value as URL-safe base64 (padded or not).
+	DecodingBase64URL DecodingStrategy = "Base64URL"
+	// DecodingAuto decodes the values that are base64 (standard or URL-safe) and keeps
+	// the others as they are.
+	DecodingAuto DecodingStrategy = "Auto"
+)
+
+// SecretSource is one more vault environment a binding reads, through the binding's
+// connection, merged into the Secret after spec.vault/environment and the sources before
+// it (a later source wins a key).
+type SecretSource struct {
+	// vault names the vault (keyway: the GitHub repository owner/repo).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Vault string `json:"vault"`
+	// environment is the vault environment, e.g. common.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Environment string `json:"environment"`
+	// request says how to fetch this environment from a provider without a native secrets
+	// endpoint; empty uses the connection's.
+	// +optional
+	Request *RequestSpec `json:"request,omitempty"`
+	// keys selects which of this source's keys are written (without a template); default
+	// all.
+	// +optional
+	Keys *KeySelector `json:"keys,omitempty"`
+	// rename maps this source's key names to the key names written (without a template).
+	// +optional
+	// +kubebuilder:validation:MaxProperties=256
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].matches('^[-._a-zA-Z0-9]+$'))",message="rename targets must be valid Secret keys (letters, digits, '-', '_' or '.')"
+	Rename map[string]SecretKeyName `json:"rename,omitempty"`
+	// prefix is put before each of this source's key names (after rename), also as a
+	// template sees them.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-._a-zA-Z0-9]*$')",message="prefix may hold only letters, digits, '-', '_' and '.'"
+	Prefix string `json:"prefix,omitempty"`
+	// decodingStrategy decodes this source's values: None (default), Base64, Base64URL or
+	// Auto. Decoded bytes are written as they are (binary included).
+	// +optional
+	DecodingStrategy DecodingStrategy `json:"decodingStrategy,omitempty"`
+}
+
+// TemplateAs says how a ConfigMap item is used as a template.
+// +kubebuilder:validation:Enum=Values;KeysAndValues
+type TemplateAs string
+
+// Ways to use a ConfigMap item (External Secrets Operator's names).
+const (
+	// TemplateAsValues: the item's value is the template of the Secret key of the item's name.
+	TemplateAsValues TemplateAs = "Values"
+	// TemplateAsKeysAndValues: the item's value renders to a YAML mapping of Secret keys
+	// to values, each written.
+	TemplateAsKeysAndValues TemplateAs = "KeysAndValues"
+)
+
+// TemplateFromItem is one key of a template ConfigMap.
+type TemplateFromItem struct {
+	// key of the ConfigMap's data holding the template.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+	// templateAs: Values (default; the Secret key is the item's key) or KeysAndValues (the
+	// template renders a YAML mapping of Secret keys to values).
+	// +optional
+	// +kubebuilder:default=Values
+	TemplateAs TemplateAs `json:"templateAs,omitempty"`
+}
+
+// TemplateConfigMapRef names a ConfigMap of the binding's own namespace holding templates.
+// It must carry the label keyferry.dev/template: "true".
+type TemplateConfigMapRef struct {
+	// name of the ConfigMap in the binding's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// items are the keys used as templates.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	Items []TemplateFromItem `json:"items"`
+}
+
+// TemplateFrom is a source of templates.
+type TemplateFrom struct {
+	// configMap holds the templates.
+	ConfigMap TemplateConfigMapRef `json:"configMap"`
+}
+
 // TargetTemplate renders the target Secret from the pulled values with Go templates.
 type TargetTemplate struct {
 	// data maps target keys to Go text/template strings over the pulled values, e.g.
@@ -151,6 +252,12 @@ type TargetSpec struct {
 	// template renders the Secret's data, labels and annotations with Go templates.
 	// +optional
 	Template *TargetTemplate `json:"template,omitempty"`
+	// templateFrom reads further templates from ConfigMaps of the binding's namespace
+	// labelled keyferry.dev/template: "true"; template.data wins a key over them. A
+	// ConfigMap change re-renders the Secret without a provider request.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	TemplateFrom []TemplateFrom `json:"templateFrom,omitempty"`
 }
 
 // RefreshPolicy says when a binding reads its vault again.
@@ -173,17 +280,33 @@ const (
 )
 
 // SecretBindingSpec says which secrets of which vault environment go into which Secret.
+// +kubebuilder:validation:XValidation:rule="!has(self.environment) || has(self.vault)",message="vault must not be empty when environment is set (they go together)"
+// +kubebuilder:validation:XValidation:rule="!has(self.vault) || has(self.environment)",message="environment must not be empty when vault is set (they go together)"
+// +kubebuilder:validation:XValidation:rule="has(self.vault) || (has(self.sources) && size(self.sources) > 0)",message="set vault and environment, sources, or both"
 type SecretBindingSpec struct {
 	// connectionRef names the VaultConnection or ClusterVaultConnection to pull through.
 	ConnectionRef ConnectionReference `json:"connectionRef"`
-	// vault names the vault (keyway: the GitHub repository owner/repo).
+	// vault names the vault (keyway: the GitHub repository owner/repo): with environment,
+	// the first source. It may be left out when sources names them all.
+	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="self.size() > 0",message="vault must not be empty"
-	Vault string `json:"vault"`
+	Vault string `json:"vault,omitempty"`
 	// environment is the vault environment, e.g. production.
+	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:XValidation:rule="self.size() > 0",message="environment must not be empty"
-	Environment string `json:"environment"`
+	Environment string `json:"environment,omitempty"`
+	// decodingStrategy decodes the values of vault/environment: None (default), Base64,
+	// Base64URL or Auto.
+	// +optional
+	DecodingStrategy DecodingStrategy `json:"decodingStrategy,omitempty"`
+	// sources are further vault environments read through the same connection and merged
+	// in order after vault/environment: a later source wins a key. If any source fails,
+	// the Secret keeps its last good data whole.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	Sources []SecretSource `json:"sources,omitempty"`
 	// request says how to fetch the secrets from a provider without a native secrets
 	// endpoint (every provider but keyway).
 	// +optional
@@ -261,6 +384,22 @@ type SecretBindingStatus struct {
 	// data that it consumes changed.
 	// +optional
 	LastRestartTime *metav1.Time `json:"lastRestartTime,omitempty"`
+	// sources counts the keys each source gave the Secret (only when spec.sources is set;
+	// the first entry is vault/environment when set).
+	// +optional
+	Sources []SourceStatus `json:"sources,omitempty"`
+	// certificateNotAfter is when the certificate of a kubernetes.io/tls Secret expires.
+	// +optional
+	CertificateNotAfter *metav1.Time `json:"certificateNotAfter,omitempty"`
+}
+
+// SourceStatus is what one source gave the Secret.
+type SourceStatus struct {
+	Vault       string `json:"vault"`
+	Environment string `json:"environment"`
+	// keys is how many keys this source wrote (a key a later source also has counts for
+	// the later one).
+	Keys int32 `json:"keys"`
 }
 
 // SecretBinding pulls the secrets of one vault environment through a connection into a

@@ -16,30 +16,22 @@ import (
 type resolvedConnection struct {
 	conn  kf.Connection
 	ready bool
-	// target is what the binding reads through it.
-	target vault.Target
 }
 
 // connectionClient resolves the binding's connection by the rule every kind shares
-// (resolve.Connection) and returns its provider client and what the binding reads
-// through it.
+// (resolve.Connection) and returns its provider client.
 func (r *Reconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) (*vault.Client, resolvedConnection, error) {
 	c, conn, err := resolve.Connection(ctx, r.Client, r.Registry, b.Spec.ConnectionRef, bindingUse(b))
-	rc := resolvedConnection{conn: conn, ready: conditions.IsReady(conn.ConnectionStatus().Conditions)}
-	if err == nil {
-		rc.target = read(b).Target(conn)
-	}
-	return c, rc, err
+	return c, resolvedConnection{conn: conn, ready: conditions.IsReady(conn.ConnectionStatus().Conditions)}, err
 }
 
-// read is the vault environment the binding reads, with its own request if it sets one.
-func read(b *kf.SecretBinding) resolve.Read {
-	return resolve.Read{Vault: b.Spec.Vault, Environment: b.Spec.Environment, Request: b.Spec.Request}
-}
-
-// bindingUse is what the binding asks of its connection.
+// bindingUse is what the binding asks of its connection: every source it reads.
 func bindingUse(b *kf.SecretBinding) resolve.Use {
-	return resolve.Use{Namespace: b.Namespace, Reads: []resolve.Read{read(b)}}
+	use := resolve.Use{Namespace: b.Namespace}
+	for _, s := range sources(b) {
+		use.Reads = append(use.Reads, s.read)
+	}
+	return use
 }
 
 // wakeConnection asks the connection's reconciler to look again now (a 401 or 403 was

@@ -37,11 +37,15 @@ type Reconciler struct {
 	Client client.Client
 	// Secrets reads managed Secrets from the label-selected cache.
 	Secrets client.Reader
-	// APIReader reads live: only for a target Secret the cache does not know.
+	// APIReader reads live: only for a target Secret or template ConfigMap the cache does
+	// not know.
 	APIReader client.Reader
-	Registry  *vault.Registry
-	Clock     clock.PassiveClock
-	Recorder  events.EventRecorder
+	// TemplateConfigMaps reads the ConfigMaps labelled keyferry.dev/template=true (their
+	// own cache).
+	TemplateConfigMaps client.Reader
+	Registry           *vault.Registry
+	Clock              clock.PassiveClock
+	Recorder           events.EventRecorder
 	// HMACKey keys the digest of written data (one per installation).
 	HMACKey []byte
 	// Wake asks a connection's reconciler to look again (a 401 or 403 was seen), by kind.
@@ -65,16 +69,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	case err != nil:
 		return ctrl.Result{}, err
 	case stage == steps.Gone:
-		withdraw(req.NamespacedName, r.memory.forget(req.NamespacedName))
+		withdraw(req.NamespacedName, r.memory.forget(req.NamespacedName)...)
 		metrics.BindingReason(req.String(), "")
 		return ctrl.Result{}, nil
 	case stage == steps.Deleting:
-		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName))
+		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName)...)
 		return ctrl.Result{}, r.finalize(ctx, b)
 	case stage == steps.Suspended:
 		// Nothing is touched, status included; resuming bumps the generation, which makes
 		// the binding due at once.
-		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName))
+		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName)...)
 		ctrl.LoggerFrom(ctx).V(1).Info("suspended: not syncing")
 		return ctrl.Result{}, nil
 	}
@@ -88,7 +92,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !o.fetching {
 		// Whatever fetch the binding waited for is no longer wanted (its spec changed,
 		// or it was answered): nobody else waiting, it is canceled.
-		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName))
+		withdraw(req.NamespacedName, r.memory.stopWaiting(req.NamespacedName)...)
 	}
 	if err != nil {
 		return ctrl.Result{}, err // API server trouble: controller backoff
@@ -147,7 +151,6 @@ func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Tim
 	if err != nil {
 		return o.failed(err)
 	}
-	target := conn.target
 	current, err := r.target.current(ctx, b)
 	if err != nil {
 		return o.failed(err)
@@ -157,14 +160,19 @@ func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Tim
 		o.kept, o.keys = true, writtenKeys(b, current)
 		return o, nil
 	}
-	if o.refresh == "" && !r.due(b, current, now) {
+	tmpl, err := r.templates(ctx, b)
+	if err != nil {
+		return o.failed(err)
+	}
+	if o.refresh == "" && !r.due(b, current, tmpl, now) {
 		o.skipped = true
 		if b.Status.NextSyncTime != nil {
 			o.planned = b.Status.NextSyncTime.Time
 		}
 		return o, nil
 	}
-	snap, since, err := r.fetch(key, c, target, want, now)
+	srcs := sources(b)
+	snaps, since, err := r.fetchAll(key, c, conn, srcs, want, now)
 	if errors.Is(err, vault.ErrPending) {
 		o.fetching, o.waitingSince = true, since
 		o.requestTimeout = conn.conn.ConnectionSpec().RequestTimeout
@@ -180,16 +188,81 @@ func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Tim
 		// The connection's status should learn that its credentials work.
 		r.wakeConnection(conn)
 	}
-	data, err := render.Data(snap.Data, renderSpec(b))
+	in := make([]render.Source, len(srcs))
+	for i, s := range srcs {
+		in[i] = s.render
+		in[i].Values = snaps[i].Data
+		if i == 0 || snaps[i].FetchedAt.Before(o.fetchedAt) {
+			o.fetchedAt = snaps[i].FetchedAt // the schedule follows the oldest data
+		}
+	}
+	data, counts, err := render.Merge(in, tmpl.Templates)
 	if err != nil {
 		return o.failed(renderError(err))
 	}
-	wrote, err := r.target.write(ctx, b, current, data)
+	typed, err := render.CheckType(string(b.GetSecretType()), data)
+	if err != nil {
+		return o.failed(typeError(err, tmpl))
+	}
+	wrote, err := r.target.write(ctx, b, current, data, tmpl.digest)
 	if err != nil {
 		return o.failed(err)
 	}
-	o.wrote, o.keys, o.fetchedAt = wrote, int32(len(data)), snap.FetchedAt
+	o.wrote, o.keys, o.certNotAfter = wrote, int32(len(data)), typed.CertificateNotAfter
+	if len(b.Spec.Sources) > 0 {
+		for i, s := range srcs {
+			o.sources = append(o.sources, kf.SourceStatus{Vault: s.read.Vault, Environment: s.read.Environment, Keys: counts[i]})
+		}
+	}
 	return o, nil
+}
+
+// fetchAll starts (or joins) the fetch of every source at once and returns their
+// snapshots when all are at hand; vault.ErrPending (with since when the binding waits)
+// while any is on its way; the first failure, naming its source when there are several.
+func (r *Reconciler) fetchAll(key types.NamespacedName, c *vault.Client, conn resolvedConnection, srcs []bindingSource, want vault.Want, now time.Time) ([]vault.Snapshot, time.Time, error) {
+	snaps := make([]vault.Snapshot, len(srcs))
+	keep := make(map[string]bool, len(srcs))
+	targets := make([]vault.Target, len(srcs))
+	for i, s := range srcs {
+		targets[i] = s.read.Target(conn.conn)
+		keep[targets[i].Key()] = true
+	}
+	withdraw(key, r.memory.retain(key, keep)...)
+	var since time.Time
+	pending := false
+	for i, t := range targets {
+		snap, waiting, err := r.fetch(key, c, t, want, now)
+		switch {
+		case errors.Is(err, vault.ErrPending):
+			pending = true
+			if since.IsZero() || waiting.Before(since) {
+				since = waiting
+			}
+		case err != nil:
+			if len(srcs) > 1 {
+				return nil, time.Time{}, sourceFailed(srcs[i].render.Name, err)
+			}
+			return nil, time.Time{}, err
+		default:
+			snaps[i] = snap
+		}
+	}
+	if pending {
+		return nil, since, vault.ErrPending
+	}
+	return snaps, time.Time{}, nil
+}
+
+// sourceFailed names the source in a failure's message, keeping its reason and pause.
+func sourceFailed(name string, err error) error {
+	ce, ok := conditions.AsConditionError(err)
+	if !ok {
+		return err
+	}
+	named := *ce
+	named.Message = name + ": " + ce.Message
+	return &named
 }
 
 // fetch returns the answer for t that want accepts: the one a background fetch handed
@@ -212,18 +285,25 @@ func (r *Reconciler) fetch(key types.NamespacedName, c *vault.Client, t vault.Ta
 }
 
 // withdraw tells a's client that the binding no longer waits for its fetch.
-func withdraw(key types.NamespacedName, a *awaited) {
-	if a != nil {
-		a.client.Withdraw(a.target, key.String())
+func withdraw(key types.NamespacedName, as ...*awaited) {
+	for _, a := range as {
+		if a != nil {
+			a.client.Withdraw(a.target, key.String())
+		}
 	}
 }
 
-// due says whether the vault must be read: a new generation, the planned refresh time
+// due says whether the vault must be read: a new generation, changed template ConfigMaps, the planned refresh time
 // (refreshPolicy Periodic only), a binding not Ready, or a target Secret that is missing or
 // no longer holds what keyferry wrote (drift).
-func (r *Reconciler) due(b *kf.SecretBinding, current *corev1.Secret, now time.Time) bool {
+func (r *Reconciler) due(b *kf.SecretBinding, current *corev1.Secret, tmpl templates, now time.Time) bool {
 	st := b.Status
 	if st.ObservedGeneration != b.Generation {
+		return true
+	}
+	if current != nil && current.Annotations[kf.AnnotationTemplates] != tmpl.digest {
+		// A template ConfigMap changed: render again from the data at hand (the client's
+		// snapshot, no provider request while it is fresh).
 		return true
 	}
 	if b.GetRefreshPolicy() == kf.RefreshPolicyPeriodic && (st.NextSyncTime == nil || !now.Before(st.NextSyncTime.Time)) {
@@ -241,7 +321,7 @@ func (r *Reconciler) draw() float64 {
 
 // status is the binding reconciler's status writer: the one writer of SecretBinding status.
 func (r *Reconciler) status() steps.StatusPatcher {
-	return steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder, Owner: kf.StatusOwnerBinding}
+	return steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder}
 }
 
 func recordMetrics(o syncOutcome) {

@@ -27,9 +27,10 @@ type remembered struct {
 	// a request sent from then on handles it.
 	asked   string
 	askedAt time.Time
-	// waiting is the fetch this binding waits for; answer is its result, once delivered.
-	waiting *awaited
-	answer  *delivered
+	// waiting are the fetches this binding waits for, by target key (one per source);
+	// answer are their results, once delivered.
+	waiting map[string]*awaited
+	answer  map[string]*delivered
 }
 
 // awaited names a fetch: the connection client that runs it and the target it reads.
@@ -109,54 +110,82 @@ func (p *passMemory) refreshAsked(key types.NamespacedName, value string, now ti
 // take returns the answer delivered for the fetch of key by c, once.
 func (p *passMemory) take(k types.NamespacedName, c *vault.Client, key string) (res vault.Result, ok bool) {
 	p.update(k, func(r *remembered) {
-		if r.answer != nil && r.answer.is(c, key) {
-			res, ok = r.answer.result, true
+		if a := r.answer[key]; a != nil && a.is(c, key) {
+			res, ok = a.result, true
 		}
-		r.answer = nil
+		delete(r.answer, key)
 	})
 	return res, ok
 }
 
 // expect records that the binding waits for a (since a.since, or since it began to wait
-// for the same fetch); it returns the fetch it waited for before, if another one (to be
-// withdrawn), and since when it waits.
+// for the same fetch); it returns the fetch of that target it waited for before, if run by
+// another client (to be withdrawn), and since when it waits.
 func (p *passMemory) expect(k types.NamespacedName, a awaited) (old *awaited, since time.Time) {
 	p.update(k, func(r *remembered) {
-		switch {
-		case r.waiting == nil:
-		case r.waiting.is(a.client, a.key):
-			a.since = r.waiting.since
+		switch w := r.waiting[a.key]; {
+		case w == nil:
+		case w.is(a.client, a.key):
+			a.since = w.since
 		default:
-			old = r.waiting
+			old = w
 		}
-		r.waiting, since = &a, a.since
+		if r.waiting == nil {
+			r.waiting = map[string]*awaited{}
+		}
+		r.waiting[a.key], since = &a, a.since
 	})
 	return old, since
 }
 
-// deliver hands the binding the answer of the fetch it waits for; false when it no
-// longer waits for that one (it was withdrawn, or the binding reads something else).
+// deliver hands the binding the answer of a fetch it waits for; false when it no longer
+// waits for that one (it was withdrawn, or the binding reads something else).
 func (p *passMemory) deliver(k types.NamespacedName, c *vault.Client, key string, res vault.Result) (ok bool) {
 	p.update(k, func(r *remembered) {
-		if r.waiting.is(c, key) {
-			r.answer = &delivered{awaited: *r.waiting, result: res}
-			r.waiting, ok = nil, true
+		if w := r.waiting[key]; w.is(c, key) {
+			if r.answer == nil {
+				r.answer = map[string]*delivered{}
+			}
+			r.answer[key] = &delivered{awaited: *w, result: res}
+			delete(r.waiting, key)
+			ok = true
 		}
 	})
 	return ok
 }
 
-// stopWaiting drops the fetch the binding waits for and returns it (to be withdrawn).
-func (p *passMemory) stopWaiting(k types.NamespacedName) (old *awaited) {
-	p.update(k, func(r *remembered) { old, r.waiting = r.waiting, nil })
+// retain keeps waiting only for the targets in keys and returns the fetches dropped (to
+// be withdrawn): the binding's sources changed.
+func (p *passMemory) retain(k types.NamespacedName, keys map[string]bool) (old []*awaited) {
+	p.update(k, func(r *remembered) {
+		for key, w := range r.waiting {
+			if !keys[key] {
+				old = append(old, w)
+				delete(r.waiting, key)
+			}
+		}
+	})
 	return old
 }
 
-// forget drops a deleted binding and returns the fetch it waited for, if any.
-func (p *passMemory) forget(key types.NamespacedName) *awaited {
+// stopWaiting drops the fetches the binding waits for and returns them (to be withdrawn).
+func (p *passMemory) stopWaiting(k types.NamespacedName) (old []*awaited) {
+	p.update(k, func(r *remembered) {
+		for _, w := range r.waiting {
+			old = append(old, w)
+		}
+		r.waiting = nil
+	})
+	return old
+}
+
+// forget drops a deleted binding and returns the fetches it waited for.
+func (p *passMemory) forget(key types.NamespacedName) (old []*awaited) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w := p.m[key].waiting
+	for _, w := range p.m[key].waiting {
+		old = append(old, w)
+	}
 	delete(p.m, key)
-	return w
+	return old
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/keyferry/keyferry/controllers/conditions"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -56,6 +57,10 @@ type syncOutcome struct {
 	// wrote: the Secret was written in this pass; keys is how many it holds.
 	wrote bool
 	keys  int32
+	// certNotAfter is when a kubernetes.io/tls Secret's certificate expires (zero for other
+	// types); sources counts the keys per source (only with spec.sources).
+	certNotAfter time.Time
+	sources      []kf.SourceStatus
 	// fetchedAt is when the data was read from the vault (a shared snapshot may be a
 	// little older than the pass).
 	fetchedAt time.Time
@@ -154,7 +159,8 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 		old := conditions.ReadyOf(prev.Conditions)
 		steady := !o.wrote && o.refresh == "" && old != nil && old.Status == metav1.ConditionTrue &&
 			old.Reason == kf.ReasonSynced && prev.ObservedGeneration == o.generation && prev.SyncedKeys == o.keys &&
-			meta.FindStatusCondition(prev.Conditions, kf.ConditionReconciling) == nil
+			meta.FindStatusCondition(prev.Conditions, kf.ConditionReconciling) == nil &&
+			sameTime(prev.CertificateNotAfter, o.certNotAfter) && equality.Semantic.DeepEqual(prev.Sources, o.sources)
 		if steady {
 			return prev
 		}
@@ -174,6 +180,13 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 		cond.Message = fmt.Sprintf("%d keys synced", o.keys)
 		st.ObservedGeneration = o.generation
 		st.SyncedKeys = o.keys
+		if !o.kept {
+			st.Sources = o.sources
+			st.CertificateNotAfter = nil
+			if !o.certNotAfter.IsZero() {
+				st.CertificateNotAfter = conditions.TimePtr(o.certNotAfter)
+			}
+		}
 		if o.kept {
 			// Nothing was read: lastSyncTime stays when the Secret was written.
 			cond.Message = fmt.Sprintf("%d keys written once (refreshPolicy CreatedOnce): the Secret exists and is not updated", o.keys)
@@ -193,4 +206,12 @@ func computeBindingStatus(prev kf.SecretBindingStatus, o syncOutcome, next, now 
 	conditions.SetCondition(&st.Conditions, cond, now)
 	conditions.SetProgress(&st.Conditions, cond, o.err != nil && o.err.Class == conditions.ClassStalled, now)
 	return st
+}
+
+// sameTime says status time t holds at (to the second, as status keeps it; nil is zero).
+func sameTime(t *metav1.Time, at time.Time) bool {
+	if t == nil {
+		return at.IsZero()
+	}
+	return t.Time.Equal(at.Truncate(time.Second))
 }

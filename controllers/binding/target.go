@@ -163,8 +163,11 @@ func upToDate(current, want *corev1.Secret) bool {
 }
 
 // write makes the target hold data; it reports whether it wrote anything.
-func (w secretWriter) write(ctx context.Context, b *kf.SecretBinding, current *corev1.Secret, data map[string][]byte) (bool, error) {
+func (w secretWriter) write(ctx context.Context, b *kf.SecretBinding, current *corev1.Secret, data map[string][]byte, templatesDigest string) (bool, error) {
 	want := w.desired(b, data)
+	if templatesDigest != "" {
+		want.Annotations[kf.AnnotationTemplates] = templatesDigest
+	}
 	if current == nil {
 		// A create can never overwrite a Secret that appeared meanwhile (it fails instead),
 		// and it spares the live read an apply would need to be safe.

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -22,21 +23,30 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 )
 
-// connectionRefIndex indexes bindings by the connection they use ("Kind/name").
-const connectionRefIndex = "spec.connectionRef"
+// connectionRefIndex indexes bindings by the connection they use ("Kind/name");
+// templateFromIndex by the ConfigMaps they read templates from.
+const (
+	connectionRefIndex = "spec.connectionRef"
+	templateFromIndex  = "spec.target.templateFrom"
+)
 
 func connectionRefKey(kind kf.ConnectionKind, name string) string { return string(kind) + "/" + name }
 
 // SetupWithManager registers the reconciler, its index and its watches: bindings, the
-// managed Secrets (drift), the opted-in workloads reading them (status.consumers), and
-// connections whose readiness changes. consumers.Index must be registered.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+// managed Secrets (drift), the template ConfigMaps (their own label-selected cache), the
+// opted-in workloads reading the Secrets (status.consumers), and connections whose
+// readiness changes. consumers.Index must be registered.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, templateConfigMaps cache.Cache) error {
 	r.target = secretWriter{client: r.Client, cache: r.Secrets, live: r.APIReader, hmacKey: r.HMACKey}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kf.SecretBinding{}, connectionRefIndex,
 		func(o client.Object) []string {
 			ref := o.(*kf.SecretBinding).Spec.ConnectionRef
 			return []string{connectionRefKey(ref.GetKind(), ref.Name)}
 		}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kf.SecretBinding{}, templateFromIndex,
+		func(o client.Object) []string { return templateConfigMapNames(o.(*kf.SecretBinding)) }); err != nil {
 		return err
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
@@ -46,6 +56,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToBinding)).
 		WatchesRawSource(r.waker.Source()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: queue.NamespaceFair})
+	if templateConfigMaps != nil {
+		// A template ConfigMap's change re-renders its bindings' Secrets.
+		b = b.WatchesRawSource(source.Kind(templateConfigMaps, client.Object(&corev1.ConfigMap{}),
+			handler.EnqueueRequestsFromMapFunc(r.configMapToBindings)))
+	}
 	for _, kind := range consumers.Kinds {
 		// A workload that starts or stops reading a Secret, or that keyferry restarted,
 		// changes the status of the binding writing it.
@@ -115,4 +130,13 @@ func consumptionChanged() predicate.Predicate {
 		slices.Sort(now)
 		return !slices.Equal(old, now)
 	}}
+}
+
+// configMapToBindings maps a template ConfigMap to the bindings of its namespace that read it.
+func (r *Reconciler) configMapToBindings(ctx context.Context, cm client.Object) []ctrl.Request {
+	list := &kf.SecretBindingList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(cm.GetNamespace()), client.MatchingFields{templateFromIndex: cm.GetName()}); err != nil {
+		return nil
+	}
+	return queue.Requests(list)
 }

@@ -97,7 +97,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	st := computeStatus(c.Status, c.Generation, results, r.Clock.Now())
-	if err := steps.PatchStatus(ctx, steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder, Owner: kf.StatusOwnerClusterBinding}, c, &c.Status, st); err != nil {
+	if err := steps.PatchStatus(ctx, steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder}, c, &c.Status, st); err != nil {
 		return ctrl.Result{}, err
 	}
 	for _, res := range results {

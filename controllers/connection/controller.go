@@ -153,7 +153,7 @@ func (r *Reconciler) patchStatus(ctx context.Context, conn kf.Connection, next k
 	if r.ReportOnly {
 		return nil
 	}
-	return steps.PatchStatus(ctx, steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder, Owner: kf.StatusOwnerConnection}, conn, conn.ConnectionStatus(), next)
+	return steps.PatchStatus(ctx, steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder}, conn, conn.ConnectionStatus(), next)
 }
 
 // finalize signs the session out and lets the connection go. Bindings using it become

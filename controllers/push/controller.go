@@ -103,7 +103,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	failures := r.observe(req.NamespacedName, o, now, sp.GetRefreshInterval())
 	st := computeStatus(sp.Status, o, now)
-	if err := steps.PatchStatus(ctx, steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder, Owner: kf.StatusOwnerPush}, sp, &sp.Status, st); err != nil {
+	if err := steps.PatchStatus(ctx, steps.StatusPatcher{Client: r.Client, Recorder: r.Recorder}, sp, &sp.Status, st); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: requeueAfter(o, failures, sp.GetRefreshInterval(), rand.Float64(), now)}, nil

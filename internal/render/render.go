@@ -17,13 +17,15 @@ import (
 	"slices"
 	"strconv"
 
+	"sigs.k8s.io/yaml"
+
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // MaxSecretSize is the API server's limit on a Secret's data (keys and values).
 const MaxSecretSize = 1 << 20
 
-// Spec is what a binding asks for, in plain values.
+// Spec is what a binding asks for, in plain values, for one source (Data).
 type Spec struct {
 	Include  []string
 	Exclude  []string
@@ -31,66 +33,180 @@ type Spec struct {
 	Template map[string]string
 }
 
+// Source is one vault environment's values and how they enter the Secret.
+type Source struct {
+	// Name says which source, in errors ("source 2 (acme/shared, common)").
+	Name     string
+	Values   map[string]string
+	Include  []string
+	Exclude  []string
+	Rename   map[string]string
+	Prefix   string
+	Decoding Decoding
+}
+
+// Templates are the templates of a render: Values maps a Secret key to its template;
+// KeysAndValues are templates that render a YAML mapping of Secret keys to values.
+type Templates struct {
+	Values        map[string]string
+	KeysAndValues map[string]string
+}
+
+func (t Templates) empty() bool { return len(t.Values) == 0 && len(t.KeysAndValues) == 0 }
+
 // Error is a rendering failure; Field names the part of the spec at fault.
 type Error struct {
 	// TooLarge is set when the data exceeds MaxSecretSize; otherwise the spec is at fault.
 	TooLarge bool
-	Message  string
+	// FromVault is set when the vault's data is at fault (a value that does not decode).
+	FromVault bool
+	Message   string
 }
 
 func (e *Error) Error() string { return e.Message }
 
-// Data renders pulled into a Secret's data. Nothing in an error quotes a value.
+// Data renders one source's pulled values into a Secret's data. Nothing in an error
+// quotes a value.
 func Data(pulled map[string]string, spec Spec) (map[string][]byte, error) {
-	include, err := compileAll("keys.include", spec.Include)
-	if err != nil {
-		return nil, err
-	}
-	exclude, err := compileAll("keys.exclude", spec.Exclude)
-	if err != nil {
-		return nil, err
-	}
+	out, _, err := Merge([]Source{{Values: pulled, Include: spec.Include, Exclude: spec.Exclude, Rename: spec.Rename}},
+		Templates{Values: spec.Template})
+	return out, err
+}
+
+// Merge renders sources, in order (a later source wins a key), into a Secret's data and
+// counts the keys each gave. Without templates each source's keys are selected, renamed,
+// prefixed and decoded; with templates, the templates read every source's values (prefix
+// and decoding applied, later sources winning) and say themselves what is written.
+func Merge(sources []Source, tmpl Templates) (map[string][]byte, []int32, error) {
+	counts := make([]int32, len(sources))
 	out := map[string][]byte{}
-	if len(spec.Template) > 0 {
-		b := &budget{output: MaxSecretSize, funcBytes: maxFuncBytes, values: slices.Collect(maps.Values(pulled))}
-		for _, key := range sortedKeys(spec.Template) {
-			tmpl, err := b.parseTemplate(key, spec.Template[key])
-			if err != nil {
-				return nil, &Error{Message: fmt.Sprintf("template for key %q does not parse: %v", key, templateError(b, err))}
-			}
-			var buf bytes.Buffer
-			if err := b.execute(tmpl, pulled, io.MultiWriter(b, &buf)); err != nil {
-				if errors.Is(err, errOutputLimit) {
-					return nil, &Error{TooLarge: true, Message: fmt.Sprintf("template for key %q: the Secret's data would be over the %d byte limit", key, MaxSecretSize)}
+	if !tmpl.empty() {
+		values := map[string]string{}
+		for _, src := range sources {
+			for _, k := range sortedKeys(src.Values) {
+				v, err := decode(src, k)
+				if err != nil {
+					return nil, nil, err
 				}
-				return nil, &Error{Message: fmt.Sprintf("template for key %q failed: %v", key, templateError(b, err))}
+				values[src.Prefix+k] = v
 			}
-			out[key] = buf.Bytes()
+		}
+		var err error
+		if out, err = renderTemplates(values, tmpl); err != nil {
+			return nil, nil, err
 		}
 	} else {
-		for _, k := range sortedKeys(pulled) {
-			if len(include) > 0 && !matchAny(include, k) || matchAny(exclude, k) {
-				continue
+		from := map[string]int{}
+		for i, src := range sources {
+			got, err := selectKeys(src)
+			if err != nil {
+				return nil, nil, err
 			}
-			name := k
-			if to, ok := spec.Rename[k]; ok {
-				name = to
+			for k, v := range got {
+				if j, ok := from[k]; ok {
+					counts[j]--
+				}
+				out[k], from[k] = v, i
+				counts[i]++
 			}
-			if _, dup := out[name]; dup {
-				return nil, &Error{Message: fmt.Sprintf("two keys would be written as %q (check rename)", name)}
-			}
-			out[name] = []byte(pulled[k])
 		}
 	}
 	size := 0
 	for k, v := range out {
 		if errs := validation.IsConfigMapKey(k); len(errs) > 0 {
-			return nil, &Error{Message: fmt.Sprintf("key %q is not a valid Secret key (%s); use rename or keys.exclude", k, errs[0])}
+			return nil, nil, &Error{Message: fmt.Sprintf("key %q is not a valid Secret key (%s); use rename or keys.exclude", k, errs[0])}
 		}
 		size += len(k) + len(v)
 	}
 	if size > MaxSecretSize {
-		return nil, &Error{TooLarge: true, Message: fmt.Sprintf("the Secret's data would be %d bytes, over the %d byte limit", size, MaxSecretSize)}
+		return nil, nil, &Error{TooLarge: true, Message: fmt.Sprintf("the Secret's data would be %d bytes, over the %d byte limit", size, MaxSecretSize)}
+	}
+	return out, counts, nil
+}
+
+// selectKeys is one source's keys as written without a template.
+func selectKeys(src Source) (map[string][]byte, error) {
+	include, err := compileAll(src.field("keys.include"), src.Include)
+	if err != nil {
+		return nil, err
+	}
+	exclude, err := compileAll(src.field("keys.exclude"), src.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, k := range sortedKeys(src.Values) {
+		if len(include) > 0 && !matchAny(include, k) || matchAny(exclude, k) {
+			continue
+		}
+		name := k
+		if to, ok := src.Rename[k]; ok {
+			name = to
+		}
+		name = src.Prefix + name
+		if _, dup := out[name]; dup {
+			return nil, &Error{Message: fmt.Sprintf("%stwo keys would be written as %q (check rename)", src.where(), name)}
+		}
+		v, err := decode(src, k)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = []byte(v)
+	}
+	return out, nil
+}
+
+func (src Source) field(f string) string {
+	if src.Name == "" {
+		return f
+	}
+	return src.Name + " " + f
+}
+
+func (src Source) where() string {
+	if src.Name == "" {
+		return ""
+	}
+	return src.Name + ": "
+}
+
+// renderTemplates runs the templates over values, sharing one budget.
+func renderTemplates(values map[string]string, tmpl Templates) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	b := &budget{output: MaxSecretSize, funcBytes: maxFuncBytes, values: slices.Collect(maps.Values(values))}
+	run := func(what, key, text string) ([]byte, error) {
+		t, err := b.parseTemplate(key, text)
+		if err != nil {
+			return nil, &Error{Message: fmt.Sprintf("%s %q does not parse: %v", what, key, templateError(b, err))}
+		}
+		var buf bytes.Buffer
+		if err := b.execute(t, values, io.MultiWriter(b, &buf)); err != nil {
+			if errors.Is(err, errOutputLimit) {
+				return nil, &Error{TooLarge: true, Message: fmt.Sprintf("%s %q: the Secret's data would be over the %d byte limit", what, key, MaxSecretSize)}
+			}
+			return nil, &Error{Message: fmt.Sprintf("%s %q failed: %v", what, key, templateError(b, err))}
+		}
+		return buf.Bytes(), nil
+	}
+	for _, key := range sortedKeys(tmpl.KeysAndValues) {
+		doc, err := run("template", key, tmpl.KeysAndValues[key])
+		if err != nil {
+			return nil, err
+		}
+		kv := map[string]string{}
+		if err := yaml.Unmarshal(doc, &kv); err != nil {
+			return nil, &Error{Message: fmt.Sprintf("template %q (KeysAndValues) must render a YAML mapping of keys to string values", key)}
+		}
+		for k, v := range kv {
+			out[k] = []byte(v)
+		}
+	}
+	for _, key := range sortedKeys(tmpl.Values) {
+		v, err := run("template for key", key, tmpl.Values[key])
+		if err != nil {
+			return nil, err
+		}
+		out[key] = v
 	}
 	return out, nil
 }
