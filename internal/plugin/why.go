@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -87,6 +89,8 @@ func why(ctx context.Context, c client.Client, w io.Writer, key types.Namespaced
 	if err := writeSecret(ctx, c, w, b); err != nil {
 		return err
 	}
+
+	writeRender(w, b, ready)
 
 	fmt.Fprintln(w, "\nWaiting for")
 	fmt.Fprintf(w, "  %s\n", waitingFor(b, ready, now))
@@ -203,4 +207,77 @@ func waitingFor(b *kf.SecretBinding, ready *metav1.Condition, now time.Time) str
 		return "the next refresh, " + in(now, b.Status.NextSyncTime.Time)
 	}
 	return "a change (refreshPolicy " + string(b.GetRefreshPolicy()) + ": no scheduled refresh)"
+}
+
+// renderFailure reads a render failure's message: which template (key or ConfigMap item)
+// and, when a function failed, which.
+var renderFailure = regexp.MustCompile(`^template(?: for key)? "([^"]+)" (does not parse|failed): (?:.*? at <([^>]*)>: )?(?:error calling (\w+): )?`)
+
+// writeRender shows the render step of a binding that has one to speak of: its sources,
+// decoding, templates (inline and from ConfigMaps) and type check, and what failed.
+func writeRender(w io.Writer, b *kf.SecretBinding, ready *metav1.Condition) {
+	t := b.Spec.Target
+	if len(b.Spec.Sources) == 0 && t.Template == nil && len(t.TemplateFrom) == 0 && b.Spec.DecodingStrategy == "" &&
+		(t.Type == "" || t.Type == corev1.SecretTypeOpaque) {
+		return
+	}
+	fmt.Fprintln(w, "\nRender")
+	if len(b.Spec.Sources) > 0 {
+		counts := map[string]int32{}
+		for _, s := range b.Status.Sources {
+			counts[s.Vault+"/"+s.Environment] = s.Keys
+		}
+		i := 0
+		line := func(vault, env string, dec kf.DecodingStrategy, prefix string) {
+			i++
+			extra := ""
+			if dec != "" && dec != kf.DecodingNone {
+				extra += ", decoding " + string(dec)
+			}
+			if prefix != "" {
+				extra += ", prefix " + prefix
+			}
+			fmt.Fprintf(w, "  source %d: %s %s%s (%s)\n", i, vault, env, extra, plural(int(counts[vault+"/"+env]), "key"))
+		}
+		if b.Spec.Vault != "" {
+			line(b.Spec.Vault, b.Spec.Environment, b.Spec.DecodingStrategy, "")
+		}
+		for _, s := range b.Spec.Sources {
+			line(s.Vault, s.Environment, s.DecodingStrategy, s.Prefix)
+		}
+	} else if d := b.Spec.DecodingStrategy; d != "" && d != kf.DecodingNone {
+		fmt.Fprintf(w, "  decoding %s\n", d)
+	}
+	if t.Template != nil && len(t.Template.Data) > 0 {
+		fmt.Fprintf(w, "  templates: %s\n", strings.Join(slices.Sorted(maps.Keys(t.Template.Data)), ", "))
+	}
+	for _, f := range t.TemplateFrom {
+		var items []string
+		for _, it := range f.ConfigMap.Items {
+			items = append(items, it.Key+" ("+string(it.TemplateAs)+")")
+		}
+		fmt.Fprintf(w, "  templates from ConfigMap %s: %s\n", f.ConfigMap.Name, strings.Join(items, ", "))
+	}
+	if t.Type != "" && t.Type != corev1.SecretTypeOpaque {
+		line := fmt.Sprintf("  checked as %s", t.Type)
+		if b.Status.CertificateNotAfter != nil {
+			line += ", certificate expires " + b.Status.CertificateNotAfter.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintln(w, line)
+	}
+	if ready == nil || ready.Status == metav1.ConditionTrue {
+		return
+	}
+	if m := renderFailure.FindStringSubmatch(ready.Message); m != nil {
+		failed := fmt.Sprintf("  FAILED: template %q %s", m[1], m[2])
+		if m[4] != "" {
+			failed += fmt.Sprintf(", in function %s", m[4])
+		}
+		if m[3] != "" {
+			failed += fmt.Sprintf(" (at <%s>)", m[3])
+		}
+		fmt.Fprintln(w, failed)
+	} else if strings.Contains(ready.Message, " Secret: key ") {
+		fmt.Fprintln(w, "  FAILED: the "+string(t.Type)+" check")
+	}
 }
