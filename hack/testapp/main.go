@@ -1,13 +1,17 @@
 // Command testapp is the workload of keyferry's tests on a real node: it prints the
 // environment variables and files it is told to, once at start, and serves them on HTTP
 // (files read again on every request, so a Secret volume's update shows without a
-// restart). With -get it also fetches a URL every second (with the bearer token of -token,
-// when that file exists; TLS not verified: a probe of the test, not a client) and shows
-// the last status. A development tool: the values it shows are test data.
+// restart). With -tls-cert and -tls-key it serves HTTPS, reading the pair again at every
+// handshake (a rotated Secret volume shows without a restart). With -get it also fetches a
+// URL every second (with the bearer token of -token, when that file exists) and shows the
+// last status; TLS is verified against -ca when given (and the server certificate's serial
+// shown), else not verified (a probe of authorization, not of TLS). A development tool: the
+// values it shows are test data.
 package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"log"
@@ -25,11 +29,14 @@ func main() {
 	listen := flag.String("listen", ":8080", "address to serve them on")
 	get := flag.String("get", "", "a URL to fetch every second; its last status is shown")
 	token := flag.String("token", "", "a file holding a bearer token for -get (used when it exists)")
+	caFile := flag.String("ca", "", "a PEM CA file: -get verifies the server against it")
+	certFile := flag.String("tls-cert", "", "serve HTTPS with this certificate file (read at every handshake)")
+	keyFile := flag.String("tls-key", "", "the private key file of -tls-cert")
 	flag.Parse()
 	var last atomic.Value
 	last.Store("none yet")
 	if *get != "" {
-		go probe(*get, *token, &last)
+		go probe(*get, *token, *caFile, &last)
 	}
 	show := func() string {
 		var b strings.Builder
@@ -52,14 +59,29 @@ func main() {
 	fmt.Print(show())
 	srv := &http.Server{Addr: *listen, ReadHeaderTimeout: 5 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprint(w, show()) })}
+	if *certFile != "" {
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+			return &c, err
+		}}
+		log.Fatal(srv.ListenAndServeTLS("", ""))
+	}
 	log.Fatal(srv.ListenAndServe())
 }
 
-// probe fetches url every second and stores the answer's status.
-func probe(url, tokenFile string, last *atomic.Value) {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // a test probe of authorization, not of TLS
+// probe fetches url every second and stores the answer's status (and, verifying against
+// caFile, the serial of the server's certificate).
+func probe(url, tokenFile, caFile string, last *atomic.Value) {
+	tlsCfg := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // without -ca: a test probe of authorization, not of TLS
 	for {
+		if caFile != "" {
+			// Read at every request: the CA may come from a volume that changes.
+			pool := x509.NewCertPool()
+			if pemCA, err := os.ReadFile(caFile); err == nil && pool.AppendCertsFromPEM(pemCA) {
+				tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			}
+		}
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}}
 		req, err := http.NewRequest(http.MethodGet, url, nil)
 		if err == nil {
 			if tok, err := os.ReadFile(tokenFile); tokenFile != "" && err == nil {
@@ -68,7 +90,11 @@ func probe(url, tokenFile string, last *atomic.Value) {
 			var resp *http.Response
 			if resp, err = c.Do(req); err == nil {
 				_ = resp.Body.Close()
-				last.Store(strconv.Itoa(resp.StatusCode))
+				status := strconv.Itoa(resp.StatusCode)
+				if caFile != "" && resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+					status += " verified serial=" + resp.TLS.PeerCertificates[0].SerialNumber.String()
+				}
+				last.Store(status)
 			}
 		}
 		if err != nil {

@@ -25,6 +25,8 @@ state = "%[1]s/containerd/state"
   restrict_oom_score_adj = true
   disable_apparmor = true
   netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "%[1]s/containerd/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "%[1]s/cni/net.d"
@@ -159,4 +161,25 @@ func freeAddr() string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// hostsTOML makes containerd reach one registry over plain HTTP (a test registry on the
+// host's end of the veth).
+const hostsTOML = `server = "http://%[1]s"
+[host."http://%[1]s"]
+  capabilities = ["pull", "resolve"]
+`
+
+// TrustPlainHTTPRegistry lets the node pull from the registry at hostport (on HostIP) over
+// plain HTTP; containerd reads it at the next pull.
+func (n *Node) TrustPlainHTTPRegistry(hostport string) error {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil || host != HostIP {
+		return fmt.Errorf("registry %s: the node trusts plain HTTP only on %s, the host's end of its veth", hostport, HostIP)
+	}
+	dir := filepath.Join(n.dir, "containerd", "certs.d", hostport)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "hosts.toml"), fmt.Appendf(nil, hostsTOML, hostport), 0o644)
 }
