@@ -96,6 +96,11 @@ FANOUT_ARGS ?= -n 1000 -interval 30s -intervals 1
 bench-fanout: ## One ClusterSecretBinding over N namespaces against N plain bindings (FANOUT_ARGS).
 	go run ./hack/bench -header -fanout $(FANOUT_ARGS)
 
+.PHONY: bench-templates
+bench-templates: ## N bindings without templates, then N each rendering a dockerconfigjson and a config.json (BENCH_ARGS).
+	go run ./hack/bench -header $(BENCH_ARGS)
+	go run ./hack/bench $(BENCH_ARGS) -templates
+
 NOISY_ARGS ?= -noisy 500 -backlog 5000
 
 .PHONY: bench-noisy

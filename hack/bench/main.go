@@ -47,6 +47,7 @@ type params struct {
 	noisy         int
 	backlog       int
 	fanout        bool
+	templates     bool
 }
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 	flag.IntVar(&p.noisy, "noisy", 0, "noisy-neighbour mode: a healthy tenant's time to Ready, idle and with N bindings of another namespace (on N/25 connections) hanging on a vault that never answers")
 	flag.IntVar(&p.backlog, "backlog", 0, "noisy-neighbour mode: and right after M bindings of another namespace were created at once")
 	flag.BoolVar(&p.fanout, "fanout", false, "fan-out mode: N namespaces given one binding each, by N SecretBindings and by one ClusterSecretBinding, on one ClusterVaultConnection")
+	flag.BoolVar(&p.templates, "templates", false, "every binding renders a kubernetes.io/dockerconfigjson Secret and a config.json (sprig functions) from its values")
 	header := flag.Bool("header", false, "print the table header first")
 	flag.Parse()
 	if p.fanout {
@@ -307,6 +309,13 @@ func writeVaultData(path string, envs int) error {
 	return os.WriteFile(path, b, 0o600)
 }
 
+// benchTemplates are what -templates renders: an image pull config and a JSON file of
+// every value, the two shapes users ask for most.
+var benchTemplates = map[string]string{
+	".dockerconfigjson": `{{ dict "auths" (dict "registry.bench.local" (dict "auth" (printf "%s:%s" .KEY_00 .KEY_01 | b64enc))) | toJson }}`,
+	"config.json":       `{{ dict "db" (dict "user" .KEY_02 "password" .KEY_03) "keys" (list .KEY_04 .KEY_05 .KEY_06) | toPrettyJson }}`,
+}
+
 // parallel runs f(i) for i in [0, n) on 32 workers.
 func parallel(n int, f func(i int) error) error {
 	var next atomic.Int64
@@ -421,10 +430,15 @@ func createConnections(ctx context.Context, c client.Client, vaultURL string, p 
 func createBindings(ctx context.Context, c client.Client, p params) error {
 	return parallel(p.n, func(i int) error {
 		ns, env, conn := i%p.namespaces, (i/p.namespaces)%p.e, (i/(p.namespaces*p.e))%p.c
-		return c.Create(ctx, &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace(ns), Name: fmt.Sprintf("b-%d", i)},
+		b := &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace(ns), Name: fmt.Sprintf("b-%d", i)},
 			Spec: kf.SecretBindingSpec{ConnectionRef: kf.ConnectionReference{Name: fmt.Sprintf("conn-%d", conn)},
 				Vault: "bench/app", Environment: fmt.Sprintf("env-%d", env),
-				RefreshInterval: &metav1.Duration{Duration: p.interval}}})
+				RefreshInterval: &metav1.Duration{Duration: p.interval}}}
+		if p.templates {
+			b.Spec.Target.Type = corev1.SecretTypeDockerConfigJson
+			b.Spec.Target.Template = &kf.TargetTemplate{Data: benchTemplates}
+		}
+		return c.Create(ctx, b)
 	})
 }
 
