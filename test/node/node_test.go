@@ -205,6 +205,30 @@ spec:
 	return string(ca.CertPEM)
 }
 
+// keywayConnection is a namespace with a Keyway connection to the dev vault pod over
+// HTTPS (its CA in the credentials Secret).
+func keywayConnection(ns, caPEM string) string {
+	caJSON, _ := json.Marshal(caPEM)
+	return fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata: {name: %[1]s}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: keyway, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
+stringData: {token: %[2]s, ca.crt: %[3]s}
+---
+apiVersion: keyferry.dev/v1alpha1
+kind: VaultConnection
+metadata: {name: keyway, namespace: %[1]s}
+spec:
+  provider: keyway
+  url: https://%[4]s:8443/keyway
+  caBundleSecretRef: {name: keyway, key: ca.crt}
+  auth: {bearer: {secretRef: {name: keyway, key: token}}}
+`, ns, localstack.DemoCredentials["keyway"], caJSON, vaultIP)
+}
+
 // setVault changes a value in the dev vault pod (its debug endpoint, through its Service),
 // trusting the dev vault's CA.
 func setVault(t *testing.T, caPEM, vaultName, env, key, value string) {
@@ -234,25 +258,7 @@ func setVault(t *testing.T, caPEM, vaultName, env, key, value string) {
 func TestWorkloadReadsWhatKeyferryWrote(t *testing.T) {
 	caPEM := devVault(t)
 	vaultCA = caPEM
-	caJSON, _ := json.Marshal(caPEM)
-	apply(t, fmt.Sprintf(`apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: keyway, namespace: shop, labels: {keyferry.dev/credentials: "true"}}
-stringData: {token: %s, ca.crt: %s}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: VaultConnection
-metadata: {name: keyway, namespace: shop}
-spec:
-  provider: keyway
-  url: https://%s:8443/keyway
-  caBundleSecretRef: {name: keyway, key: ca.crt}
-  auth: {bearer: {secretRef: {name: keyway, key: token}}}
----
+	apply(t, keywayConnection("shop", caPEM)+`---
 apiVersion: keyferry.dev/v1alpha1
 kind: SecretBinding
 metadata: {name: payments, namespace: shop}
@@ -261,7 +267,7 @@ spec:
   vault: acme/payments
   environment: production
   target: {name: payments-env}
-`, localstack.DemoCredentials["keyway"], string(caJSON), vaultIP))
+`)
 	kubectl(t, "wait", "--for=condition=Ready", "--timeout=90s", "-n", "shop", "secretbinding/payments")
 
 	apply(t, `apiVersion: apps/v1

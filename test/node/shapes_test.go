@@ -23,7 +23,6 @@ import (
 
 	"github.com/keyferry/keyferry/internal/dev/devcert"
 	"github.com/keyferry/keyferry/internal/dev/localnode"
-	"github.com/keyferry/keyferry/internal/dev/localstack"
 )
 
 // tlsIP is the fixed ClusterIP of the TLS test server's Service (its certificate names it).
@@ -113,24 +112,7 @@ func TestSecretShapesOnTheNode(t *testing.T) {
 	setVault(t, vaultCA, "acme/tls", "production", "TLS_KEY", b64(pair.KeyPEM))
 	setVault(t, vaultCA, "acme/cfg", "common", "REGION", "eu")
 	q := func(s string) string { return fmt.Sprintf("%q", s) }
-	apply(t, fmt.Sprintf(`apiVersion: v1
-kind: Namespace
-metadata: {name: shapes}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: keyway, namespace: shapes, labels: {keyferry.dev/credentials: "true"}}
-stringData: {token: %s, ca.crt: %s}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: VaultConnection
-metadata: {name: keyway, namespace: shapes}
-spec:
-  provider: keyway
-  url: https://%s:8443/keyway
-  caBundleSecretRef: {name: keyway, key: ca.crt}
-  auth: {bearer: {secretRef: {name: keyway, key: token}}}
----
+	apply(t, keywayConnection("shapes", vaultCA)+fmt.Sprintf(`---
 apiVersion: keyferry.dev/v1alpha1
 kind: SecretBinding
 metadata: {name: registry-pull, namespace: shapes}
@@ -171,7 +153,7 @@ spec:
   sources: [{vault: acme/cfg, environment: common}]
   target:
     templateFrom: [{configMap: {name: app-templates, items: [{key: config.json}]}}]
-`, localstack.DemoCredentials["keyway"], q(vaultCA), vaultIP, q(host)))
+`, q(host)))
 	for _, b := range []string{"registry-pull", "shop-tls", "app-config"} {
 		kubectl(t, "wait", "--for=condition=Ready", "--timeout=90s", "-n", "shapes", "secretbinding/"+b)
 	}
