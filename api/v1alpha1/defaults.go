@@ -173,3 +173,15 @@ func (s SecretPushStatus) StatusConditions() []metav1.Condition { return s.Condi
 
 // StatusConditions are the status' conditions.
 func (s VaultConnectionStatus) StatusConditions() []metav1.Condition { return s.Conditions }
+
+// SourceNames are the vault and environment of the binding's first source (vault and
+// environment, else sources[0]) and how many sources follow it, for display.
+func (b *SecretBinding) SourceNames() (vault, environment string, more int) {
+	switch {
+	case b.Spec.Vault != "":
+		return b.Spec.Vault, b.Spec.Environment, len(b.Spec.Sources)
+	case len(b.Spec.Sources) > 0:
+		return b.Spec.Sources[0].Vault, b.Spec.Sources[0].Environment, len(b.Spec.Sources) - 1
+	}
+	return "", "", 0
+}

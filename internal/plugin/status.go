@@ -164,7 +164,11 @@ func (o *Options) report(cmd *cobra.Command, s selection) (*Report, error) {
 			byConn[key] = node
 			order = append(order, key)
 		}
-		bn := BindingNode{Namespace: b.Namespace, Name: b.Name, Ready: "Unknown", Environment: b.Spec.Environment,
+		_, env, more := b.SourceNames()
+		if more > 0 {
+			env += fmt.Sprintf(" +%d", more)
+		}
+		bn := BindingNode{Namespace: b.Namespace, Name: b.Name, Ready: "Unknown", Environment: env,
 			Keys: b.Status.SyncedKeys, LastSync: b.Status.LastSyncTime, NextSync: b.Status.NextSyncTime,
 			RetryAfter: b.Status.RetryAfter, Suspended: b.Spec.Suspend, Secret: b.GetTargetName(), Workloads: readers[targetKey(b)]}
 		if cond := meta.FindStatusCondition(b.Status.Conditions, kf.ConditionReady); cond != nil {

@@ -52,7 +52,11 @@ func why(ctx context.Context, c client.Client, w io.Writer, key types.Namespaced
 		return err
 	}
 	ready := meta.FindStatusCondition(b.Status.Conditions, kf.ConditionReady)
-	fmt.Fprintf(w, "SecretBinding %s/%s (%s %s, %s)\n", b.Namespace, b.Name, b.Spec.Vault, b.Spec.Environment, b.GetRefreshPolicy())
+	vault, env, more := b.SourceNames()
+	if more > 0 {
+		env += fmt.Sprintf(" +%d", more)
+	}
+	fmt.Fprintf(w, "SecretBinding %s/%s (%s %s, %s)\n", b.Namespace, b.Name, vault, env, b.GetRefreshPolicy())
 	switch {
 	case b.Spec.Suspend:
 		fmt.Fprintln(w, "  SUSPENDED: keyferry does not touch it until spec.suspend is false.")
