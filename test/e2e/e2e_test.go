@@ -145,8 +145,16 @@ func vaultCounts(t *testing.T) map[string]int {
 func TestFirstSync(t *testing.T) {
 	kubectl(t, "wait", "--for=condition=Ready", "sb", "--all", "-n", "demo", "--timeout=30s")
 	out := kubectl(t, "get", "sb", "-n", "demo")
-	if strings.Count(out, " Synced ") != 6 {
+	if strings.Count(out, " Synced ") != 7 {
 		t.Fatalf("not every binding is Synced:\n%s", out)
+	}
+	// The demo's image pull secret: typed, checked, rendered from the vault's values.
+	if typ := kubectl(t, "get", "secret", "registry-pull", "-n", "demo", "-o", "jsonpath={.type}"); typ != "kubernetes.io/dockerconfigjson" {
+		t.Fatalf("registry-pull is of type %q", typ)
+	}
+	auth := base64.StdEncoding.EncodeToString([]byte("demo-puller:demo-registry-password-not-a-secret"))
+	if v := secretValue(t, "registry-pull", `\.dockerconfigjson`); v != `{"auths":{"registry.demo.local":{"auth":"`+auth+`"}}}` {
+		t.Fatalf("registry-pull holds %q", v)
 	}
 	if v := secretValue(t, "payments-env", "DB_USER"); v != "payments" {
 		t.Fatalf("DB_USER = %q", v)
