@@ -3,6 +3,7 @@
 package node
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
@@ -61,6 +63,17 @@ func pushTestApp(t *testing.T, host, user, password string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its own image ID: containerd 1.6's CRI keys images by config digest, and a second
+	// name for the imported image's ID would take the name the other tests run from.
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cf.Config
+	cfg.Labels = map[string]string{"dev.keyferry.test": "private-registry"}
+	if img, err = mutate.Config(img, cfg); err != nil {
+		t.Fatal(err)
+	}
 	ref, err := name.ParseReference(host+"/keyferry-testapp:private", name.Insecure)
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +82,21 @@ func pushTestApp(t *testing.T, host, user, password string) string {
 		t.Fatalf("pushing the test app to the private registry: %v", err)
 	}
 	return ref.String()
+}
+
+// waitPods waits until the pods of shapes are Ready; on a timeout it shows why.
+func waitPods(t *testing.T, timeout string, pods ...string) {
+	t.Helper()
+	args := append([]string{"wait", "--for=condition=Ready", "--timeout=" + timeout, "-n", "shapes"}, pods...)
+	out, err := node.Kubectl(context.Background(), args...)
+	if err == nil {
+		return
+	}
+	for _, p := range pods {
+		desc, _ := node.Kubectl(context.Background(), "describe", "-n", "shapes", p)
+		t.Logf("%s", desc)
+	}
+	t.Fatalf("kubectl wait %v: %v\n%s", pods, err, out)
 }
 
 func serialOf(t *testing.T, certPEM []byte) string {
@@ -111,6 +139,7 @@ func TestSecretShapesOnTheNode(t *testing.T) {
 	setVault(t, vaultCA, "acme/tls", "production", "TLS_CRT", b64(pair.CertPEM))
 	setVault(t, vaultCA, "acme/tls", "production", "TLS_KEY", b64(pair.KeyPEM))
 	setVault(t, vaultCA, "acme/cfg", "common", "REGION", "eu")
+	setVault(t, vaultCA, "acme/cfg", "production", "DB_USER", "app")
 	q := func(s string) string { return fmt.Sprintf("%q", s) }
 	apply(t, keywayConnection("shapes", vaultCA)+fmt.Sprintf(`---
 apiVersion: keyferry.dev/v1alpha1
@@ -148,7 +177,7 @@ kind: SecretBinding
 metadata: {name: app-config, namespace: shapes}
 spec:
   connectionRef: {name: keyway}
-  vault: acme/payments
+  vault: acme/cfg
   environment: production
   sources: [{vault: acme/cfg, environment: common}]
   target:
@@ -180,14 +209,14 @@ spec:
 	const testapp = "docker.io/library/keyferry-testapp:dev"
 	// The private image, pulled with the rendered pull secret.
 	apply(t, pod("private", image, "imagePullSecrets: [{name: registry-pull}]", `["-listen", ":8080"]`, "[]", "[]"))
-	kubectl(t, "wait", "--for=condition=Ready", "--timeout=120s", "-n", "shapes", "pod/private")
+	waitPods(t, "120s", "pod/private")
 
 	// A pod reading config.json rendered from the ConfigMap template over two environments.
 	apply(t, pod("config", testapp, "", `["-file", "/cfg/config.json", "-listen", ":8080"]`,
 		"[{name: cfg, secret: {secretName: app-config}}]", "[{name: cfg, mountPath: /cfg}]"))
-	kubectl(t, "wait", "--for=condition=Ready", "--timeout=90s", "-n", "shapes", "pod/config")
+	waitPods(t, "90s", "pod/config")
 	cfgIP := kubectl(t, "get", "pod", "config", "-n", "shapes", "-o", "jsonpath={.status.podIP}")
-	if out, err := get("http://" + cfgIP + ":8080/"); err != nil || !strings.Contains(out, `file /cfg/config.json={"region":"eu","user":"payments"}`) {
+	if out, err := get("http://" + cfgIP + ":8080/"); err != nil || !strings.Contains(out, `file /cfg/config.json={"region":"eu","user":"app"}`) {
 		t.Errorf("the config pod reads: %s %v", out, err)
 	}
 
@@ -209,7 +238,7 @@ spec:
 		"[{name: tls, secret: {secretName: shop-tls}}]", "[{name: tls, mountPath: /tls}]"), "port: 8080", "port: 8443", 1))
 	apply(t, pod("tls-client", testapp, "", fmt.Sprintf(`["-listen", ":8080", "-get", "https://%s:8443/", "-ca", "/ca/ca.crt"]`, tlsIP),
 		"[{name: ca, configMap: {name: ca}}]", "[{name: ca, mountPath: /ca}]"))
-	kubectl(t, "wait", "--for=condition=Ready", "--timeout=90s", "-n", "shapes", "pod/tls-server", "pod/tls-client")
+	waitPods(t, "90s", "pod/tls-server", "pod/tls-client")
 	clientIP := kubectl(t, "get", "pod", "tls-client", "-n", "shapes", "-o", "jsonpath={.status.podIP}")
 	verified := func(serial string) {
 		waitFor(t, 150*time.Second, "the client verifies the server's certificate "+serial, func() (bool, string) {
