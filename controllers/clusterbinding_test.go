@@ -185,6 +185,10 @@ func TestClusterSecretBindingFillsNamespaces(t *testing.T) {
 	// Suspended: a new namespace gets nothing, a namespace leaving keeps its binding;
 	// resumed: both are handled at once.
 	setSuspend(t, csb, true)
+	// A suspended object writes no status, so nothing shows when the manager's cache has
+	// seen the suspend: give its watch a moment, or the new namespace's event can meet the
+	// cache's copy from before the patch (seen once in CI under load).
+	time.Sleep(time.Second)
 	e := newNamespace(t, both)
 	labelNamespace(t, c, map[string]any{"csb": nil})
 	time.Sleep(2 * time.Second)
