@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"text/template"
 	"text/template/parse"
 
@@ -72,31 +74,85 @@ var refusedFuncs = map[string]string{
 // maxGenerated bounds the elements a generator (until, untilStep, seq) makes.
 const maxGenerated = 10_000
 
-// sprigFuncs is sprig's library less the refused functions.
-func sprigFuncs() map[string]any {
+// rawLibrary is sprig's library less the refused functions, with keyferry's additions:
+// the functions before they are charged (built once).
+var rawLibrary = sync.OnceValue(func() map[string]any {
 	all := sprig.GenericFuncMap()
 	for name := range refusedFuncs {
 		delete(all, name)
 	}
-	return all
-}
-
-// libraryFuncs are the template functions of one render: sprig's and keyferry's, charged
-// by b; then text/template's builtins that read or make data (b.funcs) on top.
-func (b *budget) libraryFuncs() template.FuncMap {
-	fm := template.FuncMap{}
-	for name, f := range sprigFuncs() {
-		fm[name] = b.charged(name, f)
-	}
-	for name, f := range map[string]any{
+	maps.Copy(all, map[string]any{
 		"toYaml":    toYaml,
 		"fromYaml":  fromYaml,
 		"required":  required,
 		"filterPEM": filterPEM,
 		"keys":      sortedMapKeys,
 		"values":    valuesByKey,
-	} {
-		fm[name] = b.charged(name, f)
+	})
+	return all
+})
+
+// sprigGenerators are sprig's generators, which libraryFuncs bounds.
+var sprigGenerators = sync.OnceValue(func() map[string]any {
+	all := sprig.GenericFuncMap()
+	return map[string]any{"until": all["until"], "untilStep": all["untilStep"], "seq": all["seq"]}
+})
+
+var errUnbound = errors.New("template function not bound to this render")
+
+// parseFuncs name every function a template may call, for parsing only: each render binds
+// the ones its templates use to its own budget (libraryFuncs) before they run, and a name
+// left unbound fails rather than running uncharged (built once: a full map of charged
+// wrappers per render would cost more than the render).
+var parseFuncs = sync.OnceValue(func() template.FuncMap {
+	fm := template.FuncMap{}
+	unbound := func(...any) (any, error) { return nil, errUnbound }
+	for name := range rawLibrary() {
+		fm[name] = unbound
+	}
+	for _, name := range []string{"repeat", "indent", "nindent", "until", "untilStep", "seq"} {
+		fm[name] = unbound
+	}
+	for name := range refusedFuncs {
+		fm[name] = unbound
+	}
+	return fm
+})
+
+var identifier = regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`)
+
+// parseFuncsFor are the parseFuncs whose names occur in text: a template can call no
+// other, and copying all of them into every parsed template would be most of a render.
+func parseFuncsFor(text string) template.FuncMap {
+	all := parseFuncs()
+	fm := template.FuncMap{}
+	for _, id := range identifier.FindAllString(text, -1) {
+		if f, ok := all[id]; ok {
+			fm[id] = f
+		}
+	}
+	return fm
+}
+
+// usedFuncs are the identifiers (function names) a parsed template calls.
+func usedFuncs(n parse.Node) map[string]bool {
+	used := map[string]bool{}
+	walk(n, func(n parse.Node) {
+		if id, ok := n.(*parse.IdentifierNode); ok {
+			used[id.Ident] = true
+		}
+	})
+	return used
+}
+
+// libraryFuncs are the library's functions that used names, charged by b (text/template's
+// builtins that read or make data, b.funcs, go on top).
+func (b *budget) libraryFuncs(used map[string]bool) template.FuncMap {
+	fm := template.FuncMap{}
+	for name := range used {
+		if f, ok := rawLibrary()[name]; ok {
+			fm[name] = b.charged(name, f)
+		}
 	}
 	// Generators are checked before they allocate.
 	fm["repeat"] = b.charged("repeat", func(count int, s string) (string, error) {
@@ -123,7 +179,8 @@ func (b *budget) libraryFuncs() template.FuncMap {
 	}
 	fm["indent"] = b.charged("indent", indent(false))
 	fm["nindent"] = b.charged("nindent", indent(true))
-	until, untilStep, seq := sprig.GenericFuncMap()["until"], sprig.GenericFuncMap()["untilStep"], sprig.GenericFuncMap()["seq"]
+	sg := sprigGenerators()
+	until, untilStep, seq := sg["until"], sg["untilStep"], sg["seq"]
 	fm["until"] = b.charged("until", func(n int) ([]int, error) {
 		if n > maxGenerated || n < -maxGenerated {
 			return nil, fmt.Errorf("until is limited to %d elements", maxGenerated)
@@ -151,9 +208,16 @@ func (b *budget) libraryFuncs() template.FuncMap {
 		}
 		return seq.(func(...int) string)(params...), nil
 	})
-	for name, reason := range refusedFuncs {
-		msg := fmt.Sprintf("function %q is not available in keyferry templates: %s", name, reason)
-		fm[name] = func(...any) (string, error) { return "", errors.New(msg) }
+	for name := range used {
+		if reason, ok := refusedFuncs[name]; ok {
+			msg := fmt.Sprintf("function %q is not available in keyferry templates: %s", name, reason)
+			fm[name] = func(...any) (string, error) { return "", errors.New(msg) }
+		}
+	}
+	for name := range fm {
+		if !used[name] {
+			delete(fm, name)
+		}
 	}
 	return fm
 }
@@ -313,6 +377,8 @@ func walk(n parse.Node, fn func(parse.Node)) {
 		for _, a := range x.Args {
 			walk(a, fn)
 		}
+	case *parse.ChainNode:
+		walk(x.Node, fn)
 	case *parse.IfNode:
 		walk(x.Pipe, fn)
 		walk(x.List, fn)

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -92,6 +93,9 @@ func TestRefusedFunctionsAreNamed(t *testing.T) {
 		if _, err := render1(t, map[string]string{"X": "1"}, `{{ if false }}{{ `+name+` "x" }}{{ end }}`); err == nil {
 			t.Errorf("%s in a branch never taken still renders", name)
 		}
+		if _, err := render1(t, map[string]string{"X": "1"}, `{{ with true }}{{ (`+name+` "x").y }}{{ end }}`); err == nil {
+			t.Errorf("%s in a chained pipeline still renders", name)
+		}
 	}
 }
 
@@ -163,5 +167,24 @@ func TestFilterPEM(t *testing.T) {
 	got, err := render1(t, map[string]string{"PAIR": bundle}, `{{ filterPEM "CERTIFICATE" .PAIR }}`)
 	if err != nil || got != certPEM {
 		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+// BenchmarkRenderTemplates is one binding's render of the two shapes users ask for most:
+// an image pull config and a JSON file.
+func BenchmarkRenderTemplates(b *testing.B) {
+	pulled := map[string]string{}
+	for i := range 20 {
+		pulled[fmt.Sprintf("KEY_%02d", i)] = strings.Repeat("v", 40)
+	}
+	spec := Spec{Template: map[string]string{
+		".dockerconfigjson": `{{ dict "auths" (dict "registry.bench.local" (dict "auth" (printf "%s:%s" .KEY_00 .KEY_01 | b64enc))) | toJson }}`,
+		"config.json":       `{{ dict "db" (dict "user" .KEY_02 "password" .KEY_03) "keys" (list .KEY_04 .KEY_05 .KEY_06) | toPrettyJson }}`,
+	}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Data(pulled, spec); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

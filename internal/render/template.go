@@ -173,7 +173,7 @@ func compareValues(x, y any) (int, error) {
 
 // parseTemplate parses one template key and checks that its cost can be bounded.
 func (b *budget) parseTemplate(key, text string) (*template.Template, error) {
-	t, err := template.New(key).Option("missingkey=error").Funcs(b.libraryFuncs()).Funcs(b.funcs()).Parse(text)
+	t, err := template.New(key).Option("missingkey=error").Funcs(parseFuncsFor(text)).Funcs(b.funcs()).Parse(text)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +181,9 @@ func (b *budget) parseTemplate(key, text string) (*template.Template, error) {
 		if err := checkFuncs(t.Root); err != nil {
 			return nil, err
 		}
+		// Bind the functions this template calls to the render's budget (the builtins
+		// keyferry replaces, b.funcs, stay on top).
+		t.Funcs(b.libraryFuncs(usedFuncs(t.Root))).Funcs(b.funcs())
 	}
 	if len(t.Templates()) > 1 {
 		return nil, errors.New("define and block are not available in keyferry templates")
