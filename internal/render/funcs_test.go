@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +187,34 @@ func BenchmarkRenderTemplates(b *testing.B) {
 		if _, err := Data(pulled, spec); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestParsedTemplatesAreSharedSafely: renders of the same template text at once (bindings
+// of one ClusterSecretBinding) share its parse, each with its own budget and values.
+func TestParsedTemplatesAreSharedSafely(t *testing.T) {
+	spec := Spec{Template: map[string]string{"k": `{{ .V | upper | b64enc }}`}}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			v := fmt.Sprintf("value-%d", i)
+			for range 50 {
+				out, err := Data(map[string]string{"V": v}, spec)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if want := base64.StdEncoding.EncodeToString([]byte(strings.ToUpper(v))); string(out["k"]) != want {
+					errs <- fmt.Errorf("got %q, want %q", out["k"], want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"sync"
 	"text/template"
 	"text/template/parse"
 )
@@ -171,30 +172,69 @@ func compareValues(x, y any) (int, error) {
 	return 0, fmt.Errorf("cannot compare %s with %s", xv.Kind(), yv.Kind())
 }
 
-// parseTemplate parses one template key and checks that its cost can be bounded.
+// parseTemplate returns one template key, checked, with the functions it calls bound to
+// the render's budget: a clone of the parsed template (cached by name and text), so a
+// refresh that renders the same templates again parses nothing.
 func (b *budget) parseTemplate(key, text string) (*template.Template, error) {
-	t, err := template.New(key).Option("missingkey=error").Funcs(parseFuncsFor(text)).Funcs(b.funcs()).Parse(text)
+	p, err := parsed(key, text)
 	if err != nil {
 		return nil, err
 	}
-	if t.Tree != nil && t.Root != nil {
-		if err := checkFuncs(t.Root); err != nil {
-			return nil, err
-		}
-		// Bind the functions this template calls to the render's budget (the builtins
-		// keyferry replaces, b.funcs, stay on top).
-		t.Funcs(b.libraryFuncs(usedFuncs(t.Root))).Funcs(b.funcs())
+	t, err := p.tmpl.Clone()
+	if err != nil {
+		return nil, err
+	}
+	// The builtins keyferry replaces (b.funcs) stay on top of the library's.
+	return t.Funcs(b.libraryFuncs(p.used)).Funcs(b.funcs()), nil
+}
+
+// prototype is a parsed, checked template and the functions it calls.
+type prototype struct {
+	tmpl *template.Template
+	used map[string]bool
+}
+
+// maxParsed bounds the parsed templates kept (tenant input: any number of texts).
+const maxParsed = 4096
+
+var parsedCache = struct {
+	sync.Mutex
+	m map[string]*prototype
+}{m: map[string]*prototype{}}
+
+// parsed parses and checks a template once per (name, text); errors are not kept.
+func parsed(key, text string) (*prototype, error) {
+	ck := key + "\x00" + text
+	parsedCache.Lock()
+	p := parsedCache.m[ck]
+	parsedCache.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	t, err := template.New(key).Option("missingkey=error").Funcs(parseFuncsFor(text)).Funcs((&budget{}).funcs()).Parse(text)
+	if err != nil {
+		return nil, err
 	}
 	if len(t.Templates()) > 1 {
 		return nil, errors.New("define and block are not available in keyferry templates")
 	}
-	if t.Tree == nil || t.Root == nil {
-		return t, nil
+	p = &prototype{tmpl: t, used: map[string]bool{}}
+	if t.Tree != nil && t.Root != nil {
+		if err := checkFuncs(t.Root); err != nil {
+			return nil, err
+		}
+		if err := checkNodes(t.Root, true, false); err != nil {
+			return nil, err
+		}
+		p.used = usedFuncs(t.Root)
 	}
-	if err := checkNodes(t.Root, true, false); err != nil {
-		return nil, err
+	parsedCache.Lock()
+	if len(parsedCache.m) >= maxParsed {
+		clear(parsedCache.m) // simplest bound: start afresh; hot templates come back at once
 	}
-	return t, nil
+	parsedCache.m[ck] = p
+	parsedCache.Unlock()
+	return p, nil
 }
 
 // checkNodes walks a template: range only over the pulled values and never nested, no
