@@ -140,12 +140,7 @@ func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Tim
 		want.NotBefore = r.memory.refreshAsked(key, v, now)
 	}
 	c, conn, err := r.connectionClient(ctx, b)
-	switch {
-	case errors.Is(err, resolve.ErrClientPending):
-		o.pending = true
-		return o, nil
-	case errors.Is(err, resolve.ErrConnectionSuspended):
-		o.held = true
+	if o.pending, o.held = resolve.Held(err); o.pending || o.held {
 		return o, nil
 	}
 	if err != nil {

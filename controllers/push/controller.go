@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -119,14 +118,10 @@ func (r *Reconciler) pass(ctx context.Context, sp *kf.SecretPush, now time.Time)
 		o.refresh = refresh
 	}
 	c, conn, err := r.connection(ctx, sp)
-	switch {
-	case errors.Is(err, resolve.ErrClientPending):
-		o.pending = true
+	if o.pending, o.held = resolve.Held(err); o.pending || o.held {
 		return o, nil
-	case errors.Is(err, resolve.ErrConnectionSuspended):
-		o.held = true
-		return o, nil
-	case err != nil:
+	}
+	if err != nil {
 		return failed(o, err)
 	}
 	job, err := r.plan(ctx, sp, c, conn)

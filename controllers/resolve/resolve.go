@@ -27,6 +27,13 @@ var ErrClientPending = errors.New("connection client pending")
 // through it, and what uses it holds its last state until it resumes.
 var ErrConnectionSuspended = errors.New("connection suspended")
 
+// Held says whether err from Connection means the caller holds still for now, and why:
+// pending (the client is being built; look again shortly, quietly) or suspended (no
+// request until the connection resumes, which wakes the caller).
+func Held(err error) (pending, suspended bool) {
+	return errors.Is(err, ErrClientPending), errors.Is(err, ErrConnectionSuspended)
+}
+
 // ConnectionID keys a connection's client in the registry.
 func ConnectionID(kind kf.ConnectionKind, namespace, name string) string {
 	if kind == kf.ConnectionKindCluster {
