@@ -20,15 +20,15 @@ type resolvedConnection struct {
 
 // connectionClient resolves the binding's connection by the rule every kind shares
 // (resolve.Connection) and returns its provider client.
-func (r *Reconciler) connectionClient(ctx context.Context, b *kf.SecretBinding) (*vault.Client, resolvedConnection, error) {
-	c, conn, err := resolve.Connection(ctx, r.Client, r.Registry, b.Spec.ConnectionRef, bindingUse(b))
+func (r *Reconciler) connectionClient(ctx context.Context, b *kf.SecretBinding, srcs []bindingSource) (*vault.Client, resolvedConnection, error) {
+	c, conn, err := resolve.Connection(ctx, r.Client, r.Registry, b.Spec.ConnectionRef, bindingUse(b, srcs))
 	return c, resolvedConnection{conn: conn, ready: conditions.IsReady(conn.ConnectionStatus().Conditions)}, err
 }
 
 // bindingUse is what the binding asks of its connection: every source it reads.
-func bindingUse(b *kf.SecretBinding) resolve.Use {
+func bindingUse(b *kf.SecretBinding, srcs []bindingSource) resolve.Use {
 	use := resolve.Use{Namespace: b.Namespace}
-	for _, s := range sources(b) {
+	for _, s := range srcs {
 		use.Reads = append(use.Reads, s.read)
 	}
 	return use

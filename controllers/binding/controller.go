@@ -139,7 +139,8 @@ func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Tim
 		o.refresh = v
 		want.NotBefore = r.memory.refreshAsked(key, v, now)
 	}
-	c, conn, err := r.connectionClient(ctx, b)
+	srcs := sources(b) // once per pass: the lending rule and the fetches read the same
+	c, conn, err := r.connectionClient(ctx, b, srcs)
 	if o.pending, o.held = resolve.Held(err); o.pending || o.held {
 		return o, nil
 	}
@@ -166,7 +167,6 @@ func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Tim
 		}
 		return o, nil
 	}
-	srcs := sources(b)
 	snaps, since, err := r.fetchAll(key, c, conn, srcs, want, now)
 	if errors.Is(err, vault.ErrPending) {
 		o.fetching, o.waitingSince = true, since
