@@ -13,6 +13,11 @@ const (
 	// of spec, credentials or target (Unauthorized, Forbidden, NotFound, InvalidSpec,
 	// TargetConflict, TooLarge, NotAllowed, CredentialsNotFound). Absent otherwise.
 	ConditionStalled = "Stalled"
+	// ConditionCredentialsHealthy (connections) says whether the credential is in good
+	// shape beyond working now: not about to lapse, not older than maxCredentialAge, its
+	// rotation not failing. It never changes Ready: a connection whose key lapses in a
+	// week still serves.
+	ConditionCredentialsHealthy = "CredentialsHealthy"
 )
 
 // Condition reasons. Messages that go with them carry the HTTP status and the provider's
@@ -62,6 +67,20 @@ const (
 	// ReasonBindingsNotReady: some of a ClusterSecretBinding's bindings are not Ready
 	// (failedNamespaces says which and why).
 	ReasonBindingsNotReady = "BindingsNotReady"
+	// ReasonCredentialValid: the credential has no known lapse within the warning and is
+	// not too old; a rotation, where set, is on schedule.
+	ReasonCredentialValid = "CredentialValid"
+	// ReasonCredentialExpiring: the credential lapses within credentialExpiryWarning (or
+	// has lapsed): status.credentialExpiresAt says when.
+	ReasonCredentialExpiring = "CredentialExpiring"
+	// ReasonCredentialTooOld: the credential Secret's data is older than maxCredentialAge.
+	ReasonCredentialTooOld = "CredentialTooOld"
+	// ReasonRotating: a key rotation is under way (the current key serves until the new
+	// one is verified).
+	ReasonRotating = "Rotating"
+	// ReasonRotationFailed: the last rotation step failed; status.rotation.lastError says
+	// why. The current key still serves.
+	ReasonRotationFailed = "RotationFailed"
 )
 
 // Well-known annotations and labels.
@@ -132,6 +151,28 @@ const (
 	// FinalizerPushCleanup lets a deleted SecretPush with deletionPolicy Delete remove the
 	// keys it pushed first.
 	FinalizerPushCleanup = "keyferry.dev/push-cleanup"
+	// LabelRotate: "true" on a credential Secret lets keyferry write into it (key
+	// rotation). Without it a connection with rotation is NotAllowed, checked before any
+	// request.
+	LabelRotate = "keyferry.dev/rotate"
+	// AnnotationRotateNow on a connection rotates its key at once whenever its value
+	// changes (a suspected leak); the handled value is echoed in
+	// status.rotation.lastHandledRotateNow.
+	AnnotationRotateNow = "keyferry.dev/rotate-now"
+	// AnnotationKeyID on a credential Secret is the provider's id of the key it holds.
+	// keyferry writes it on rotation; set it by hand where the provider cannot tell a
+	// key's id from the key (knowledgestack).
+	AnnotationKeyID = "keyferry.dev/key-id"
+	// AnnotationKeyCreatedAt and AnnotationKeyExpiresAt on a credential Secret are when
+	// the key it holds was created and lapses (RFC 3339), written on rotation.
+	AnnotationKeyCreatedAt = "keyferry.dev/key-created-at"
+	AnnotationKeyExpiresAt = "keyferry.dev/key-expires-at"
+	// AnnotationPreviousKeyID on a credential Secret is the id of the key a rotation is
+	// retiring: while it is there, that key is still to be revoked.
+	AnnotationPreviousKeyID = "keyferry.dev/previous-key-id"
+	// PreviousKeySuffix is appended to the credential's key in the Secret to hold the key
+	// a rotation replaces until the new one is verified.
+	PreviousKeySuffix = "-previous"
 	// FieldManager is the server-side apply field manager of every write keyferry makes.
 	FieldManager = "keyferry"
 	// FinalizerSignout lets a deleted connection sign its session out first.

@@ -185,3 +185,50 @@ func (b *SecretBinding) SourceNames() (vault, environment string, more int) {
 	}
 	return "", "", 0
 }
+
+// DefaultRotationEvery is a rotation's every when unset (30 days).
+const DefaultRotationEvery = 720 * time.Hour
+
+// DefaultCredentialExpiryWarning is credentialExpiryWarning when unset (14 days).
+const DefaultCredentialExpiryWarning = 14 * 24 * time.Hour
+
+// RotatedCredential returns the rotation of a static credential and the Secret key holding
+// it; nil when the connection does not rotate.
+func (s *VaultConnectionSpec) RotatedCredential() (*KeyRotation, SecretKeyReference) {
+	switch a := s.Auth; {
+	case a.Bearer != nil && a.Bearer.Rotation != nil:
+		return a.Bearer.Rotation, a.Bearer.SecretRef
+	case a.APIKey != nil && a.APIKey.Rotation != nil:
+		return a.APIKey.Rotation, a.APIKey.SecretRef
+	}
+	return nil, SecretKeyReference{}
+}
+
+// GetEvery returns every, DefaultRotationEvery when unset.
+func (r *KeyRotation) GetEvery() time.Duration {
+	if r.Every == nil || r.Every.Duration <= 0 {
+		return DefaultRotationEvery
+	}
+	return r.Every.Duration
+}
+
+// GetKeyName returns keyName, or keyferry-<namespace>-<name> of conn (keyferry-<name> for
+// a cluster-scoped connection), cut to the 100 characters providers accept.
+func (r *KeyRotation) GetKeyName(conn metav1.Object) string {
+	if r.KeyName != "" {
+		return r.KeyName
+	}
+	name := "keyferry-" + conn.GetName()
+	if ns := conn.GetNamespace(); ns != "" {
+		name = "keyferry-" + ns + "-" + conn.GetName()
+	}
+	return name[:min(len(name), 100)]
+}
+
+// GetCredentialExpiryWarning returns credentialExpiryWarning, 14 days when unset.
+func (s *VaultConnectionSpec) GetCredentialExpiryWarning() time.Duration {
+	if s.CredentialExpiryWarning == nil || s.CredentialExpiryWarning.Duration <= 0 {
+		return DefaultCredentialExpiryWarning
+	}
+	return s.CredentialExpiryWarning.Duration
+}

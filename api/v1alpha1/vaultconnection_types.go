@@ -62,7 +62,51 @@ type SecretReference struct {
 type BearerAuth struct {
 	// secretRef names the Secret key holding the token or API key.
 	SecretRef SecretKeyReference `json:"secretRef"`
+	// rotation makes keyferry replace the API key on a schedule through the provider's
+	// key API (keyway, knowledgestack), writing each new key into the Secret, which must
+	// be labelled keyferry.dev/rotate: "true".
+	// +optional
+	Rotation *KeyRotation `json:"rotation,omitempty"`
 }
+
+// KeyRotation says when and how keyferry replaces the API key it holds: create a new key,
+// write it into the credential Secret, verify it with one read, revoke the old key.
+// +kubebuilder:validation:XValidation:rule="!has(self.scopes) || ('admin:api-keys' in self.scopes && 'read:secrets' in self.scopes)",message="rotation.scopes must hold admin:api-keys (to rotate again) and read:secrets (to pull)"
+type KeyRotation struct {
+	// every is the life of a key before keyferry replaces it, counted from the key's
+	// creation. Default 720h (30 days); at least 1h (the operator may set a lower floor
+	// for tests only).
+	// +optional
+	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="rotation.every must be positive"
+	Every *metav1.Duration `json:"every,omitempty"`
+	// expiresInDays gives each new key an expiry (keyway only, 1 to 365): a key keyferry
+	// could not rotate then lapses by itself.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=365
+	ExpiresInDays *int32 `json:"expiresInDays,omitempty"`
+	// keyName is the name of the keys keyferry creates, as the provider's dashboard shows
+	// it. Default keyferry-<namespace>-<name> (keyferry-<name> for a
+	// ClusterVaultConnection). Keys of this name that are neither the current nor the
+	// previous key are leftovers of an interrupted rotation and are revoked.
+	// +optional
+	// +kubebuilder:validation:MaxLength=100
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._-]*$`
+	KeyName string `json:"keyName,omitempty"`
+	// scopes of the new keys (keyway). Default: the scopes of the current key as the API
+	// reports them.
+	// +optional
+	// +kubebuilder:validation:MaxItems=4
+	// +listType=set
+	Scopes []KeywayScope `json:"scopes,omitempty"`
+}
+
+// KeywayScope is a Keyway API key scope.
+// +kubebuilder:validation:Enum="read:secrets";"write:secrets";"delete:secrets";"admin:api-keys"
+type KeywayScope string
 
 // APIKeyAuth sends a static API key in a named request header.
 type APIKeyAuth struct {
@@ -74,6 +118,9 @@ type APIKeyAuth struct {
 	Header string `json:"header,omitempty"`
 	// secretRef names the Secret key holding the API key.
 	SecretRef SecretKeyReference `json:"secretRef"`
+	// rotation makes keyferry replace the API key on a schedule (see bearer.rotation).
+	// +optional
+	Rotation *KeyRotation `json:"rotation,omitempty"`
 }
 
 // LoginAuth exchanges a username and password for a session token, renews it before it
@@ -184,6 +231,8 @@ type PushRequestSpec struct {
 // +kubebuilder:validation:XValidation:rule="self.provider != 'http' || has(self.url)",message="url is required for provider http"
 // +kubebuilder:validation:XValidation:rule="self.provider != 'http' || !has(self.auth.apiKey) || has(self.auth.apiKey.header)",message="auth.apiKey.header is required for provider http"
 // +kubebuilder:validation:XValidation:rule="self.provider != 'http' || !has(self.auth.login) || (has(self.auth.login.path) && has(self.auth.login.encoding))",message="auth.login.path and auth.login.encoding are required for provider http"
+// +kubebuilder:validation:XValidation:rule="self.provider in ['keyway', 'knowledgestack'] || ((!has(self.auth.bearer) || !has(self.auth.bearer.rotation)) && (!has(self.auth.apiKey) || !has(self.auth.apiKey.rotation)))",message="auth rotation needs a provider with a documented key API: keyway or knowledgestack"
+// +kubebuilder:validation:XValidation:rule="self.provider == 'keyway' || ((!has(self.auth.bearer) || !has(self.auth.bearer.rotation) || (!has(self.auth.bearer.rotation.scopes) && !has(self.auth.bearer.rotation.expiresInDays))) && (!has(self.auth.apiKey) || !has(self.auth.apiKey.rotation) || (!has(self.auth.apiKey.rotation.scopes) && !has(self.auth.apiKey.rotation.expiresInDays))))",message="rotation.scopes and rotation.expiresInDays are keyway's: knowledgestack keys have neither"
 type VaultConnectionSpec struct {
 	// provider is the vendor preset: default URL, auth shape, error format, rate-limit
 	// headers and budget. http is the generic provider where everything is explicit.
@@ -235,6 +284,76 @@ type VaultConnectionSpec struct {
 	// at once.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+	// credentialExpiryWarning is how long before a credential's known lapse (a Keyway key's
+	// expiresAt, a bearer JWT's exp) the CredentialsHealthy condition turns False with
+	// CredentialExpiring and a Warning Event is sent. Default 336h (14 days).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	CredentialExpiryWarning *metav1.Duration `json:"credentialExpiryWarning,omitempty"`
+	// maxCredentialAge, when set, turns CredentialsHealthy False with CredentialTooOld once
+	// the credential Secret's data is older than this (Keymint advises 90 days: 2160h), for
+	// credentials keyferry cannot rotate.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	MaxCredentialAge *metav1.Duration `json:"maxCredentialAge,omitempty"`
+}
+
+// RotationPhase is where a key rotation stands.
+// +kubebuilder:validation:Enum=Idle;Rotating;Revoking;Stopped
+type RotationPhase string
+
+// Rotation phases.
+const (
+	// RotationIdle: the current key serves; the next rotation is at nextRotation.
+	RotationIdle RotationPhase = "Idle"
+	// RotationRotating: a new key was created and written beside the previous one; it
+	// serves once one read verified it.
+	RotationRotating RotationPhase = "Rotating"
+	// RotationRevoking: the new key serves; the previous key is being revoked.
+	RotationRevoking RotationPhase = "Revoking"
+	// RotationStopped: the last rotation failed in a way retrying will not fix (lastError
+	// says why); the current key still serves. A change of spec, of the Secret or of the
+	// rotate-now annotation starts again.
+	RotationStopped RotationPhase = "Stopped"
+)
+
+// RotationStatus is the state of a connection's key rotation. The keys themselves live
+// only in the credential Secret; this names them by id and prefix.
+type RotationStatus struct {
+	// phase of the rotation.
+	// +optional
+	Phase RotationPhase `json:"phase,omitempty"`
+	// currentKeyID is the provider's id of the key that serves.
+	// +optional
+	CurrentKeyID string `json:"currentKeyID,omitempty"`
+	// currentKeyPrefix is the part of the current key the provider shows (keyway: its
+	// first 16 characters), to recognise it in a dashboard.
+	// +optional
+	CurrentKeyPrefix string `json:"currentKeyPrefix,omitempty"`
+	// previousKeyID is the key being retired while phase is Rotating or Revoking.
+	// +optional
+	PreviousKeyID string `json:"previousKeyID,omitempty"`
+	// createdAt is when the current key was created.
+	// +optional
+	CreatedAt *metav1.Time `json:"createdAt,omitempty"`
+	// expiresAt is when the current key lapses, if the provider says.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// nextRotation is when keyferry replaces the current key.
+	// +optional
+	NextRotation *metav1.Time `json:"nextRotation,omitempty"`
+	// lastRotationTime is when a rotation last completed.
+	// +optional
+	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
+	// lastError is why the last rotation step failed; empty after a success.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// lastHandledRotateNow echoes the keyferry.dev/rotate-now annotation value whose
+	// rotation has ended (done or stopped).
+	// +optional
+	LastHandledRotateNow string `json:"lastHandledRotateNow,omitempty"`
 }
 
 // VaultConnectionStatus is the observed state of a connection.
@@ -258,6 +377,21 @@ type VaultConnectionStatus struct {
 	// exhausted rate limit) or the client-side budget is spent: no request leaves before.
 	// +optional
 	RetryAfter *metav1.Time `json:"retryAfter,omitempty"`
+	// credentialExpiresAt is when the credential lapses, where that is known (a Keyway
+	// key's expiresAt, a bearer JWT's exp claim).
+	// +optional
+	CredentialExpiresAt *metav1.Time `json:"credentialExpiresAt,omitempty"`
+	// credentialChangedAt is when the credential Secret's data last changed, as far as the
+	// API server records it (keyferry's own rotation, else the Secret's managed fields).
+	// +optional
+	CredentialChangedAt *metav1.Time `json:"credentialChangedAt,omitempty"`
+	// credentialAge is the age of the credential in whole days (credentialChangedAt to
+	// now), so status changes at most once a day.
+	// +optional
+	CredentialAge *metav1.Duration `json:"credentialAge,omitempty"`
+	// rotation is the state of the key rotation (auth.bearer.rotation or apiKey.rotation).
+	// +optional
+	Rotation *RotationStatus `json:"rotation,omitempty"`
 }
 
 // VaultConnection says where a vault is and how to authenticate to it. SecretBindings in

@@ -35,6 +35,12 @@ type Client struct {
 	pulls   *coalescer
 	hooks   Hooks
 	outcome outcomeBox
+	// token is the static credential (bearer or API key), swapped in place when the
+	// credential Secret changes: in-flight requests, the gate and shared pulls survive a
+	// rotation. retired keeps the tokens it replaced, still scrubbed from messages.
+	tokenMu sync.RWMutex
+	token   string
+	retired []string
 	// ctx lives as long as the client: Close cancels it, and with it every request in
 	// flight (a deleted or changed connection leaves nothing hanging).
 	ctx    context.Context
@@ -66,7 +72,7 @@ func New(cfg Config, hooks Hooks) (*Client, error) {
 	if err != nil {
 		return nil, &Error{Reason: ReasonInvalidConfig, Op: "configure", Message: err.Error()}
 	}
-	c := &Client{cfg: full, preset: preset, base: base, http: hc, gate: newGate(full.Clock, full.Budget), hooks: hooks}
+	c := &Client{cfg: full, preset: preset, base: base, http: hc, gate: newGate(full.Clock, full.Budget), hooks: hooks, token: full.Token}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if full.Auth == AuthLogin {
 		c.session = &session{c: c}
@@ -280,6 +286,13 @@ func (c *Client) observe(op string, status int) {
 // is or URL-, JSON- or base64-encoded.
 func (c *Client) redact(e *Error) *Error {
 	secrets := c.cfg.secrets()
+	c.tokenMu.RLock()
+	for _, t := range append([]string{c.token}, c.retired...) {
+		if len(t) >= 4 {
+			secrets = append(secrets, t)
+		}
+	}
+	c.tokenMu.RUnlock()
 	if c.session != nil {
 		if tok := c.session.current(); len(tok) >= 4 {
 			secrets = append(secrets, tok)
@@ -334,15 +347,43 @@ func (c *Client) newRequest(method, path string, body []byte, contentType string
 func (c *Client) authorize(req *http.Request, tok string, fromCookie bool) {
 	switch c.cfg.Auth {
 	case AuthAPIKey:
-		req.Header.Set(c.cfg.Header, c.cfg.Token)
+		req.Header.Set(c.cfg.Header, c.staticToken())
 	case AuthBearer:
-		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+		req.Header.Set("Authorization", "Bearer "+c.staticToken())
 	case AuthLogin:
 		req.Header.Set("Authorization", "Bearer "+tok)
 		if fromCookie && c.cfg.Login.TokenCookie != "" {
 			req.AddCookie(&http.Cookie{Name: c.cfg.Login.TokenCookie, Value: tok})
 		}
 	}
+}
+
+func (c *Client) staticToken() string {
+	c.tokenMu.RLock()
+	defer c.tokenMu.RUnlock()
+	return c.token
+}
+
+// maxRetiredTokens bounds the replaced tokens a client keeps scrubbing.
+const maxRetiredTokens = 4
+
+// setToken replaces the static credential in place. A connection-level failure the old
+// token earned (401, 403) no longer describes the connection and is forgotten; a pause
+// the provider set stays (it was the account's, not the token's).
+func (c *Client) setToken(tok string) {
+	c.tokenMu.Lock()
+	if tok == c.token {
+		c.tokenMu.Unlock()
+		return
+	}
+	c.retired = append([]string{c.token}, c.retired[:min(len(c.retired), maxRetiredTokens-1)]...)
+	c.token = tok
+	c.tokenMu.Unlock()
+	c.outcome.mu.Lock()
+	if r := c.outcome.o.Reason; r == ReasonUnauthorized || r == ReasonForbidden {
+		c.outcome.o = Outcome{}
+	}
+	c.outcome.mu.Unlock()
 }
 
 // doAuthorized sends an authenticated request. A 401 on a session token invalidates it and

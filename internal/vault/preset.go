@@ -24,6 +24,8 @@ type Preset struct {
 	NativePull *PullRequest
 	// Push is the vendor's documented write API; nil when it documents none.
 	Push *PushPreset
+	// Keys is the vendor's documented API-key API (rotation); nil when it documents none.
+	Keys *KeyAPI
 	// Classify may re-classify an error response; nil keeps the status-code mapping.
 	Classify func(op string, resp *http.Response, body []byte, r Reason) Reason
 }

@@ -11,7 +11,9 @@ import (
 const signoutTimeout = 10 * time.Second
 
 // Registry keeps one long-lived client per connection, rebuilt only when the connection's
-// config (credentials included) changes; the replaced client signs out.
+// config changes; the replaced client signs out. A new static token alone (a rotated or
+// replaced API key) is swapped into the live client: its requests in flight, its budget
+// and its pause go on, so a rotation neither fails a pull nor resets the budget.
 type Registry struct {
 	hooks      func(connection string) Hooks
 	egressDeny []netip.Prefix
@@ -36,10 +38,13 @@ func NewRegistry(hooks func(connection string) Hooks, egressDeny []netip.Prefix)
 // is unchanged.
 func (r *Registry) Client(id string, cfg Config) (*Client, error) {
 	cfg.EgressDeny = r.egressDeny
-	fp := cfg.Fingerprint()
+	fp := cfg.fingerprint(!cfg.staticTokenSwappable())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cur, ok := r.clients[id]; ok && cur.fingerprint == fp {
+		if cfg.staticTokenSwappable() {
+			cur.client.setToken(cfg.Token)
+		}
 		return cur.client, nil
 	}
 	var h Hooks

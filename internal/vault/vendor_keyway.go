@@ -3,9 +3,11 @@ package vault
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -25,6 +27,7 @@ var keyway = &Preset{
 		DataPath: "data.content",
 	},
 	Push: keywayPush,
+	Keys: keywayKeys,
 }
 
 // DialectRFC7807 reads application/problem+json (Keyway): detail, else title.
@@ -89,4 +92,73 @@ func keywayDelete(ctx context.Context, c *Client, t PushTarget, key string) erro
 		}
 	}
 	return &Error{Reason: ReasonInvalidResponse, Op: "delete", Message: fmt.Sprintf("key %s not found in the first %d keys of the vault", key, keywayListPages*100)}
+}
+
+// keywayKeys is the key API of the open-source Keyway server: POST/GET /v1/api-keys and
+// DELETE /v1/api-keys/:id, all needing the admin:api-keys scope; keys carry a 16-character
+// prefix, scopes, environment (live or test) and expiresAt; a revoked key answers 400 "API
+// key is already revoked" to another revoke.
+var keywayKeys = &KeyAPI{
+	PrefixLen:  16,
+	IDFromList: true,
+	AdminScope: "admin:api-keys",
+	Verify:     PushRequest{Method: http.MethodGet, Path: "/v1/vaults?limit=1"},
+	list: func(body []byte) ([]APIKey, error) {
+		var l struct {
+			Data struct {
+				Keys []keywayKey `json:"keys"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(body, &l); err != nil {
+			return nil, errors.New(jsonErrorText(err))
+		}
+		out := make([]APIKey, 0, len(l.Data.Keys))
+		for _, k := range l.Data.Keys {
+			out = append(out, k.apiKey())
+		}
+		return out, nil
+	},
+	create: func(nk NewKey) ([]byte, func([]byte) (APIKey, string, error)) {
+		req := map[string]any{"name": nk.Name, "environment": nk.Environment, "scopes": nk.Scopes}
+		if nk.ExpiresInDays > 0 {
+			req["expiresInDays"] = nk.ExpiresInDays
+		}
+		body, _ := json.Marshal(req)
+		return body, func(b []byte) (APIKey, string, error) {
+			var r struct {
+				Data struct {
+					keywayKey
+					Token string `json:"token"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal(b, &r); err != nil {
+				return APIKey{}, "", errors.New(jsonErrorText(err))
+			}
+			return r.Data.apiKey(), r.Data.Token, nil
+		}
+	},
+	gone: func(e *Error) bool {
+		return e.StatusCode == http.StatusNotFound || (e.StatusCode == http.StatusBadRequest && strings.Contains(e.Message, "already revoked"))
+	},
+}
+
+type keywayKey struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Prefix      string   `json:"prefix"`
+	Environment string   `json:"environment"`
+	Scopes      []string `json:"scopes"`
+	ExpiresAt   *keyTime `json:"expiresAt"`
+	CreatedAt   *keyTime `json:"createdAt"`
+	RevokedAt   *keyTime `json:"revokedAt"`
+	IsActive    *bool    `json:"isActive"`
+}
+
+func (k keywayKey) apiKey() APIKey {
+	active := k.RevokedAt == nil
+	if k.IsActive != nil {
+		active = *k.IsActive
+	}
+	return APIKey{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Environment: k.Environment, Scopes: k.Scopes,
+		CreatedAt: k.CreatedAt.time(), ExpiresAt: k.ExpiresAt.time(), Active: active}
 }

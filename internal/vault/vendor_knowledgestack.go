@@ -2,6 +2,8 @@ package vault
 
 import (
 	"encoding/json"
+	"errors"
+	"net/http"
 	"strings"
 )
 
@@ -22,6 +24,7 @@ var knowledgeStack = &Preset{
 		RefreshPath:   "/v1/auth/uat",
 		SignoutPath:   "/v1/auth/signout",
 	},
+	Keys: knowledgeStackKeys,
 }
 
 // DialectFastAPI reads Knowledge Stack's {"detail": string | [{"msg": ...}, ...]}.
@@ -54,4 +57,58 @@ func DialectFastAPI(body []byte) string {
 		}
 	}
 	return strings.Join(msgs, "; ")
+}
+
+// knowledgeStackKeys is Knowledge Stack's key API as its authentication page documents it:
+// POST /v1/api-keys {"name"} answers {"id","name","key","created_at"} (the key only then),
+// GET /v1/api-keys lists keys (its shape is not documented: a list, or one under data,
+// items, keys or api_keys), DELETE /v1/api-keys/<id>. Keys never expire and the listing
+// shows no prefix, so a hand-made key's id must be given (keyferry.dev/key-id).
+var knowledgeStackKeys = &KeyAPI{
+	AdminScope: "the right to manage API keys",
+	Verify:     PushRequest{Method: http.MethodGet, Path: "/v1/users/me"},
+	list: func(body []byte) ([]APIKey, error) {
+		var items []ksKey
+		if err := json.Unmarshal(body, &items); err != nil {
+			var wrapped map[string]json.RawMessage
+			if err := json.Unmarshal(body, &wrapped); err != nil {
+				return nil, errors.New(jsonErrorText(err))
+			}
+			found := false
+			for _, field := range []string{"data", "items", "keys", "api_keys"} {
+				if raw, ok := wrapped[field]; ok && json.Unmarshal(raw, &items) == nil {
+					found = true
+					break
+				}
+			}
+			if !found {
+				return nil, errors.New("no list of keys in the answer")
+			}
+		}
+		out := make([]APIKey, 0, len(items))
+		for _, k := range items {
+			out = append(out, APIKey{ID: k.ID, Name: k.Name, CreatedAt: k.CreatedAt.time(), Active: true})
+		}
+		return out, nil
+	},
+	create: func(nk NewKey) ([]byte, func([]byte) (APIKey, string, error)) {
+		body, _ := json.Marshal(map[string]string{"name": nk.Name})
+		return body, func(b []byte) (APIKey, string, error) {
+			var r struct {
+				ksKey
+				Key string `json:"key"`
+			}
+			if err := json.Unmarshal(b, &r); err != nil {
+				return APIKey{}, "", errors.New(jsonErrorText(err))
+			}
+			return APIKey{ID: r.ID, Name: r.Name, CreatedAt: r.CreatedAt.time(), Active: true}, r.Key, nil
+		}
+	},
+	gone: func(e *Error) bool { return e.StatusCode == http.StatusNotFound },
+}
+
+type ksKey struct {
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	CreatedAt *keyTime `json:"created_at"`
 }

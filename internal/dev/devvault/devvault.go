@@ -42,6 +42,8 @@ type Data struct {
 	// Scopes limits Keyway tokens to scopes (read:secrets, write:secrets, delete:secrets);
 	// a token not listed has every scope.
 	Scopes map[string][]string `json:"scopes"`
+	// Keys are the API keys of the Keyway and Knowledge Stack key endpoints.
+	Keys []Key `json:"keys"`
 }
 
 // LoadData reads a Data file.
@@ -286,6 +288,9 @@ func (s *Server) allow(key string, limit int, window time.Duration) (int, time.T
 func (s *Server) hasToken(tok string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, st := s.keyOf(tok); st != keyUnknown {
+		return st == keyActive
+	}
 	return tok != "" && slices.Contains(s.data.Tokens, tok)
 }
 

@@ -14,6 +14,7 @@ func (s *Server) keywayRoutes() {
 	s.mux.HandleFunc("GET /keyway/v1/vaults", s.keywayVaults)
 	s.mux.HandleFunc("GET /keyway/v1/vaults/{owner}/{repo}/environments", s.keywayEnvironments)
 	s.keywayWriteRoutes()
+	s.keywayKeyRoutes()
 }
 
 // Keyway: RFC 7807 errors, rate-limit headers on every answer, and (as the server is
@@ -54,14 +55,26 @@ func (s *Server) keywayGate(w http.ResponseWriter, r *http.Request, endpoint str
 		if strings.HasPrefix(tok, "kw_") {
 			detail = "Invalid or revoked API key"
 		}
+		if s.tokenKeyState(tok) == keyExpired {
+			detail = "API key has expired"
+		}
 		problem(w, http.StatusUnauthorized, "unauthorized", "Unauthorized", detail)
 		return false
 	}
 	return true
 }
 
+// keywayScope answers 403 unless the token has scope (tokens not in Data.Scopes have all).
+func (s *Server) keywayScope(w http.ResponseWriter, r *http.Request, scope string) bool {
+	if !s.hasScope(bearer(r), scope) {
+		problem(w, http.StatusForbidden, "forbidden", "Forbidden", "API key missing required scope(s): "+scope)
+		return false
+	}
+	return true
+}
+
 func (s *Server) keywayPull(w http.ResponseWriter, r *http.Request) {
-	if !s.keywayGate(w, r, "pull") {
+	if !s.keywayGate(w, r, "pull") || !s.keywayScope(w, r, "read:secrets") {
 		return
 	}
 	repo, env := r.URL.Query().Get("repo"), r.URL.Query().Get("environment")
@@ -88,7 +101,7 @@ func (s *Server) keywayPull(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) keywayVaults(w http.ResponseWriter, r *http.Request) {
-	if !s.keywayGate(w, r, "vaults") {
+	if !s.keywayGate(w, r, "vaults") || !s.keywayScope(w, r, "read:secrets") {
 		return
 	}
 	s.mu.Lock()

@@ -34,6 +34,9 @@ func (s *Server) keywayWriteRoutes() {
 func (s *Server) hasScope(tok, scope string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if k, st := s.keyOf(tok); st != keyUnknown {
+		return slices.Contains(k.Scopes, scope) // a managed key has exactly its scopes
+	}
 	scopes, limited := s.data.Scopes[tok]
 	return !limited || slices.Contains(scopes, scope)
 }

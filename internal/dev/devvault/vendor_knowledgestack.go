@@ -12,6 +12,7 @@ func (s *Server) knowledgeStackRoutes() {
 	s.mux.HandleFunc("POST /knowledgestack/v1/auth/uat", s.ksRefresh)
 	s.mux.HandleFunc("POST /knowledgestack/v1/auth/signout", s.ksSignout)
 	s.mux.HandleFunc("GET /knowledgestack/v1/secrets", s.ksSecrets)
+	s.knowledgeStackKeyRoutes()
 }
 
 // Knowledge Stack: JSON sign-in (access_token, or a ks_uat cookie), refresh, sign-out,
