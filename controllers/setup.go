@@ -44,6 +44,11 @@ type Options struct {
 	BindingWorkers          int
 	// RestartDebounce groups Secret changes into one workload restart (default 5s).
 	RestartDebounce time.Duration
+	// MinRotationInterval is the shortest key rotation honoured (default 1h).
+	MinRotationInterval time.Duration
+	// RotationCrash, when set, is asked after each key rotation step; an error ends the
+	// pass there, as a killed manager would (tests).
+	RotationCrash func(conn kf.Connection, step string) error
 	// Shard is the part of the namespaces this manager handles (its cache holds only
 	// those, see CacheOptions). ClusterVaultConnections are served by every shard; only
 	// shard 0 writes their status, so the shards do not overwrite each other's.
@@ -100,7 +105,8 @@ func setupConnections(mgr ctrl.Manager, opts Options, w wiring) error {
 			Client: mgr.GetClient(), Registry: opts.Registry, Clock: opts.Clock,
 			Credentials: credentialReader{cache: creds, live: mgr.GetAPIReader()}, CredentialsCache: creds,
 			Recorder: mgr.GetEventRecorder("keyferry"), PollInterval: opts.CredentialsPollInterval, Workers: opts.ConnectionWorkers,
-			ReportOnly: kind == kf.ConnectionKindCluster && opts.Shard.Index > 0}
+			ReportOnly: kind == kf.ConnectionKindCluster && opts.Shard.Index > 0,
+			LiveReader: mgr.GetAPIReader(), MinRotationInterval: opts.MinRotationInterval, RotationCrash: opts.RotationCrash}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return err
 		}

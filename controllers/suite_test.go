@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,16 +13,13 @@ import (
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/controllers"
@@ -120,7 +116,7 @@ func runMain(m *testing.M) int {
 	}
 	// The manager runs with exactly the RBAC it ships (config/rbac/role.yaml), so a verb
 	// the code needs and the role lacks fails the suite.
-	mgrCfg, err := asManagerRole(ctx, cfg)
+	mgrCfg, err := testenv.AsManagerRole(ctx, k8s, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -155,31 +151,6 @@ func runMain(m *testing.M) int {
 		code = checkLogs()
 	}
 	return code
-}
-
-// asManagerRole binds the shipped manager ClusterRole to a user and returns cfg acting as
-// that user.
-func asManagerRole(ctx context.Context, cfg *rest.Config) (*rest.Config, error) {
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.Unmarshal(raw, role); err != nil {
-		return nil, err
-	}
-	const user = "keyferry-manager"
-	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}}}
-	for _, o := range []client.Object{role, binding} {
-		if err := k8s.Create(ctx, o); err != nil {
-			return nil, err
-		}
-	}
-	out := rest.CopyConfig(cfg)
-	out.Impersonate = rest.ImpersonationConfig{UserName: user}
-	return out, nil
 }
 
 // checkLogs fails the run if the operator logged a credential or secret value.

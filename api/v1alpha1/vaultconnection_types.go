@@ -350,6 +350,10 @@ type RotationStatus struct {
 	// lastError is why the last rotation step failed; empty after a success.
 	// +optional
 	LastError string `json:"lastError,omitempty"`
+	// lastErrorReason is the condition reason of a stopped rotation (Forbidden,
+	// NotAllowed, Conflict, RotationFailed, InvalidSpec).
+	// +optional
+	LastErrorReason string `json:"lastErrorReason,omitempty"`
 	// lastHandledRotateNow echoes the keyferry.dev/rotate-now annotation value whose
 	// rotation has ended (done or stopped).
 	// +optional

@@ -39,6 +39,7 @@ type options struct {
 	shard                             shard.Shard
 	metricsSecure                     bool
 	restartDebounce                   time.Duration
+	minRotationInterval               time.Duration
 }
 
 func main() {
@@ -60,6 +61,7 @@ func main() {
 	flag.IntVar(&o.connectionWorkers, "connection-workers", 2, "Concurrent reconciles per connection controller.")
 	flag.IntVar(&o.bindingWorkers, "binding-workers", 16, "Concurrent SecretBinding reconciles.")
 	flag.DurationVar(&o.credentialsPoll, "credentials-poll-interval", 10*time.Second, "How often connections look at their credentials and session again (a backstop: changes to Secrets labelled keyferry.dev/credentials=true are watched and take effect at once).")
+	flag.DurationVar(&o.minRotationInterval, "min-rotation-interval", time.Hour, "The shortest auth rotation.every honoured (a shorter one rotates at this interval). Lower it for tests only: every rotation costs the provider a key.")
 	flag.DurationVar(&o.restartDebounce, "restart-debounce", 5*time.Second, "Changes of the Secrets one workload consumes within this window cause one restart.")
 	flag.StringVar(&o.egressDeny, "egress-deny-cidrs", vault.DefaultEgressDeny, "Comma-separated CIDRs no provider request may reach (checked on the resolved address, redirects included); empty allows every address. The default denies link-local, loopback, 0.0.0.0/8 and cloud metadata addresses.")
 	zapOpts := zap.Options{}
@@ -131,6 +133,7 @@ func run(o options) error {
 		ConnectionWorkers:       o.connectionWorkers,
 		BindingWorkers:          o.bindingWorkers,
 		RestartDebounce:         o.restartDebounce,
+		MinRotationInterval:     o.minRotationInterval,
 		Shard:                   o.shard,
 	}); err != nil {
 		return err

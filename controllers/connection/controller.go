@@ -20,8 +20,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/controllers/steps"
+	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/vault"
 )
 
@@ -51,14 +56,43 @@ type Reconciler struct {
 	// built: its bindings waiting for it (pending passes) go on at once, not after a retry.
 	ClientReady chan<- event.GenericEvent
 	// ReportOnly serves the connection without writing its status (a ClusterVaultConnection
-	// on a shard other than 0: every shard has its own session, shard 0 reports).
+	// on a shard other than 0: every shard has its own session, shard 0 reports). It never
+	// rotates keys either: shard 0 does, the others follow the Secret.
 	ReportOnly bool
+	// LiveReader reads from the API server, not the cache: a rotation acts on the
+	// credential Secret as it is.
+	LiveReader client.Reader
+	// MinRotationInterval is the shortest rotation every honoured (default 1h; tests
+	// lower it).
+	MinRotationInterval time.Duration
+	// RotationCrash, when set, is asked after each rotation step; an error ends the pass
+	// there as a killed manager would (tests of resumption).
+	RotationCrash func(conn kf.Connection, step string) error
 
 	waker queue.Waker
+	fresh *freshReader
+	rot   *rotator
+}
+
+// init builds what the reconciler keeps between passes.
+func (r *Reconciler) init() {
+	if r.fresh != nil {
+		return
+	}
+	live := r.LiveReader
+	if live == nil {
+		live = r.Credentials
+	}
+	if r.MinRotationInterval <= 0 {
+		r.MinRotationInterval = time.Hour
+	}
+	r.fresh = newFreshReader(r.Credentials, live)
+	r.rot = &rotator{client: r.Client, live: live, fresh: r.fresh, now: r.Clock.Now, minEvery: r.MinRotationInterval, crash: r.RotationCrash}
 }
 
 // Reconcile handles one connection.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
+	r.init()
 	id := resolve.ConnectionID(r.Kind, req.Namespace, req.Name)
 	conn := kf.NewConnection(r.Kind, req.Namespace, req.Name)
 	stage, err := steps.Fetch(ctx, r.Client, req.NamespacedName, conn)
@@ -67,6 +101,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, err
 	case stage == steps.Gone:
 		r.Registry.Remove(id)
+		metrics.CredentialExpiry(id, time.Time{})
 		return ctrl.Result{}, nil
 	case stage == steps.Deleting:
 		return ctrl.Result{}, r.finalize(ctx, conn, id)
@@ -98,6 +133,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	if err := r.patchStatus(ctx, conn, next); err != nil {
 		return ctrl.Result{}, err
 	}
+	metrics.CredentialExpiry(id, obs.credential.expiresAt)
+	if !r.ReportOnly {
+		r.credentialEvents(conn, *prev, next, obs)
+	}
 	return ctrl.Result{RequeueAfter: r.requeueAfter(obs)}, nil
 }
 
@@ -106,11 +145,31 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 // are returned.
 func (r *Reconciler) observe(ctx context.Context, conn kf.Connection, id string) (connectionObservation, error) {
 	obs := connectionObservation{generation: conn.GetGeneration(), now: r.Clock.Now(), login: conn.ConnectionSpec().Auth.Login != nil}
-	cfg, err := vaultConfig(ctx, r.Credentials, conn.ConnectionSpec(), conn.SecretNamespace)
+	spec := conn.ConnectionSpec()
+	obs.spec = spec
+	cfg, cred, err := vaultConfig(ctx, r.fresh, spec, conn.SecretNamespace)
 	var c *vault.Client
 	if err == nil {
 		c, err = r.Registry.Client(id, cfg)
 	}
+	if rot, _ := spec.RotatedCredential(); err == nil && rot != nil && !r.ReportOnly {
+		done, rerr := r.rot.rotate(ctx, conn, c, cred)
+		if rerr != nil {
+			return obs, rerr
+		}
+		obs.rotation = &done
+		if done.wrote {
+			// The serving key may have changed: read it again (live, see freshReader).
+			if cfg, cred, err = vaultConfig(ctx, r.fresh, spec, conn.SecretNamespace); err == nil {
+				c, err = r.Registry.Client(id, cfg)
+			}
+		}
+	}
+	var rotStatus *kf.RotationStatus
+	if obs.rotation != nil {
+		rotStatus = &obs.rotation.status
+	}
+	obs.credential = credentialFactsOf(cred, cfg.Token, rotStatus)
 	if err == nil && obs.login {
 		// The login runs in the background; the connection is woken when it ends.
 		key := client.ObjectKeyFromObject(conn)
@@ -144,7 +203,34 @@ func (r *Reconciler) requeueAfter(obs connectionObservation) time.Duration {
 	if renew := obs.token.RenewAt.Sub(obs.now); !obs.token.RenewAt.IsZero() && renew < d {
 		d = max(renew, time.Second)
 	}
+	if rot := obs.rotation; rot != nil {
+		for _, at := range []time.Time{rot.retryAt, timeOf(rot.status.NextRotation)} {
+			if until := at.Sub(obs.now); !at.IsZero() && until < d {
+				d = max(until, time.Second)
+			}
+		}
+	}
 	return d
+}
+
+// credentialEvents tells of a completed or stopped rotation and of a credential that
+// starts to expire, once each (on the transition).
+func (r *Reconciler) credentialEvents(conn kf.Connection, prev, next kf.VaultConnectionStatus, obs connectionObservation) {
+	if rot := obs.rotation; rot != nil && rot.rotated != "" {
+		r.Recorder.Eventf(conn, nil, corev1.EventTypeNormal, "Rotated", "Rotate", "%s", rot.rotated)
+	}
+	was, now := meta.FindStatusCondition(prev.Conditions, kf.ConditionCredentialsHealthy), meta.FindStatusCondition(next.Conditions, kf.ConditionCredentialsHealthy)
+	if now == nil || now.Status != metav1.ConditionFalse || (was != nil && was.Reason == now.Reason && was.Status == now.Status) {
+		return
+	}
+	r.Recorder.Eventf(conn, nil, corev1.EventTypeWarning, now.Reason, "Rotate", "%s", now.Message)
+}
+
+func timeOf(t *metav1.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
 }
 
 // patchStatus writes the connection's status; a report-only reconciler (a
@@ -160,6 +246,7 @@ func (r *Reconciler) patchStatus(ctx context.Context, conn kf.Connection, next k
 // ConnectionNotReady; their Secrets stay.
 func (r *Reconciler) finalize(ctx context.Context, conn kf.Connection, id string) error {
 	r.Registry.Remove(id)
+	r.rot.forget(conn.GetUID())
 	if !controllerutil.ContainsFinalizer(conn, kf.FinalizerSignout) {
 		return nil
 	}

@@ -17,10 +17,10 @@ import (
 )
 
 // vaultConfig turns a connection's spec and its credentials into the provider client's
-// config. Credentials are read live from the API server (they are few and not cached).
+// config, and returns the Secret the credential came from (nil when none was read).
 // secretNamespace returns the namespace of a reference (the connection's own for a
 // VaultConnection, the named one for a ClusterVaultConnection).
-func vaultConfig(ctx context.Context, reader client.Reader, spec *kf.VaultConnectionSpec, secretNamespace func(ns string) string) (vault.Config, error) {
+func vaultConfig(ctx context.Context, reader client.Reader, spec *kf.VaultConnectionSpec, secretNamespace func(ns string) string) (vault.Config, *corev1.Secret, error) {
 	cfg := vault.Config{
 		Provider:          string(spec.Provider),
 		BaseURL:           spec.URL,
@@ -35,44 +35,48 @@ func vaultConfig(ctx context.Context, reader client.Reader, spec *kf.VaultConnec
 	if ref := spec.CABundleSecretRef; ref != nil {
 		b, err := secretKey(ctx, reader, secretNamespace(ref.Namespace), ref.Name, ref.Key)
 		if err != nil {
-			return cfg, err
+			return cfg, nil, err
 		}
 		cfg.CABundle = b
 	}
-	if err := authConfig(ctx, reader, spec.Auth, secretNamespace, &cfg); err != nil {
-		return cfg, err
-	}
+	cred, err := authConfig(ctx, reader, spec.Auth, secretNamespace, &cfg)
 	// The URL itself is checked by vault.New (an InvalidSpec error there).
-	return cfg, nil
+	return cfg, cred, err
 }
 
-// authConfig reads the credentials auth names into cfg.
-func authConfig(ctx context.Context, reader client.Reader, auth kf.AuthSpec, secretNamespace func(ns string) string, cfg *vault.Config) error {
+// authConfig reads the credentials auth names into cfg and returns their Secret.
+func authConfig(ctx context.Context, reader client.Reader, auth kf.AuthSpec, secretNamespace func(ns string) string, cfg *vault.Config) (*corev1.Secret, error) {
 	switch {
 	case auth.Bearer != nil:
 		ref := auth.Bearer.SecretRef
-		b, err := secretKey(ctx, reader, secretNamespace(ref.Namespace), ref.Name, ref.Key)
+		s, b, err := servingToken(ctx, reader, secretNamespace(ref.Namespace), ref, auth.Bearer.Rotation != nil)
 		if err != nil {
-			return err
+			return s, err
 		}
 		cfg.Auth, cfg.Token = vault.AuthBearer, strings.TrimSpace(string(b))
+		return s, nil
 	case auth.APIKey != nil:
 		ref := auth.APIKey.SecretRef
-		b, err := secretKey(ctx, reader, secretNamespace(ref.Namespace), ref.Name, ref.Key)
+		s, b, err := servingToken(ctx, reader, secretNamespace(ref.Namespace), ref, auth.APIKey.Rotation != nil)
 		if err != nil {
-			return err
+			return s, err
 		}
 		cfg.Auth, cfg.Token, cfg.Header = vault.AuthAPIKey, strings.TrimSpace(string(b)), auth.APIKey.Header
+		return s, nil
 	case auth.Login != nil:
 		l := auth.Login
 		ns := secretNamespace(l.SecretRef.Namespace)
-		user, err := secretKey(ctx, reader, ns, l.SecretRef.Name, "username")
+		s, err := credentialSecret(ctx, reader, ns, l.SecretRef.Name)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		pass, err := secretKey(ctx, reader, ns, l.SecretRef.Name, "password")
+		user, err := keyOf(s, "username")
 		if err != nil {
-			return err
+			return s, err
+		}
+		pass, err := keyOf(s, "password")
+		if err != nil {
+			return s, err
 		}
 		cfg.Auth, cfg.Username, cfg.Password = vault.AuthLogin, strings.TrimSpace(string(user)), string(pass)
 		cfg.Login = vault.LoginConfig{
@@ -83,10 +87,24 @@ func authConfig(ctx context.Context, reader client.Reader, auth kf.AuthSpec, sec
 		if l.TokenTTL != nil {
 			cfg.Login.TTL = l.TokenTTL.Duration
 		}
-	default:
-		return conditions.StalledErr(kf.ReasonInvalidSpec, "auth sets none of bearer, apiKey or login")
+		return s, nil
 	}
-	return nil
+	return nil, conditions.StalledErr(kf.ReasonInvalidSpec, "auth sets none of bearer, apiKey or login")
+}
+
+// servingToken reads the static credential of ref. While a rotation has written a new key
+// that no read has verified yet (the previous key is still beside it), the previous key
+// serves: bindings never use an unproven key.
+func servingToken(ctx context.Context, reader client.Reader, namespace string, ref kf.SecretKeyReference, rotating bool) (*corev1.Secret, []byte, error) {
+	s, err := credentialSecret(ctx, reader, namespace, ref.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if prev := s.Data[ref.Key+kf.PreviousKeySuffix]; rotating && len(prev) > 0 {
+		return s, prev, nil
+	}
+	b, err := keyOf(s, ref.Key)
+	return s, b, err
 }
 
 // credentialsIndex indexes connections by the Secrets they read ("namespace/name").
@@ -118,6 +136,16 @@ func credentialKeys(o client.Object) []string {
 
 // secretKey reads one key of a Secret; a missing Secret or key is CredentialsNotFound.
 func secretKey(ctx context.Context, reader client.Reader, namespace, name, key string) ([]byte, error) {
+	s, err := credentialSecret(ctx, reader, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	return keyOf(s, key)
+}
+
+// credentialSecret reads a Secret that opted in as credentials; a missing or unlabelled
+// Secret is CredentialsNotFound.
+func credentialSecret(ctx context.Context, reader client.Reader, namespace, name string) (*corev1.Secret, error) {
 	if namespace == "" {
 		return nil, conditions.StalledErr(kf.ReasonInvalidSpec, "secretRef %s names no namespace", name)
 	}
@@ -134,9 +162,14 @@ func secretKey(ctx context.Context, reader client.Reader, namespace, name, key s
 	if s.Labels[kf.LabelCredentials] != "true" {
 		return nil, conditions.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s is not labelled %s=true; label it to let keyferry use it as credentials", namespace, name, kf.LabelCredentials)
 	}
+	return s, nil
+}
+
+// keyOf returns one key of a credential Secret; a missing key is CredentialsNotFound.
+func keyOf(s *corev1.Secret, key string) ([]byte, error) {
 	v, ok := s.Data[key]
 	if !ok || len(v) == 0 {
-		return nil, conditions.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s has no key %q", namespace, name, key)
+		return nil, conditions.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s has no key %q", s.Namespace, s.Name, key)
 	}
 	return v, nil
 }

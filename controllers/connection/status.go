@@ -27,6 +27,11 @@ type connectionObservation struct {
 	// pause is the provider's pause in force and the answer that set it; nil when none.
 	pause *vault.Error
 	now   time.Time
+	// credential is what is known of the credential's life; rotation what the rotation
+	// step did (nil when the connection does not rotate, or this shard does not).
+	credential credentialFacts
+	rotation   *rotation
+	spec       *kf.VaultConnectionSpec
 }
 
 // computeConnectionStatus derives a connection's status from an observation, apart from
@@ -73,5 +78,33 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 	}
 	conditions.SetCondition(&st.Conditions, cond, o.now)
 	conditions.SetProgress(&st.Conditions, cond, isStalled, o.now)
+	setCredentialStatus(&st, o)
 	return st
+}
+
+// setCredentialStatus reports the credential's life and its rotation. Fields stay as they
+// were when this pass could not read the credential.
+func setCredentialStatus(st *kf.VaultConnectionStatus, o connectionObservation) {
+	if o.rotation != nil {
+		st.Rotation = o.rotation.status.DeepCopy()
+	} else if o.spec != nil {
+		if rot, _ := o.spec.RotatedCredential(); rot == nil {
+			st.Rotation = nil
+		}
+	}
+	if !o.credential.known || o.spec == nil {
+		return
+	}
+	st.CredentialExpiresAt = nil
+	if !o.credential.expiresAt.IsZero() {
+		st.CredentialExpiresAt = conditions.TimePtr(o.credential.expiresAt)
+	}
+	st.CredentialChangedAt, st.CredentialAge = nil, nil
+	if at := o.credential.changedAt; !at.IsZero() {
+		st.CredentialChangedAt = conditions.TimePtr(at)
+		st.CredentialAge = ageInDays(o.now.Sub(at))
+	}
+	health := credentialHealth(o.spec, o.credential, o.rotation, o.now)
+	health.ObservedGeneration = o.generation
+	conditions.SetCondition(&st.Conditions, health, o.now)
 }

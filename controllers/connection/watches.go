@@ -20,10 +20,12 @@ import (
 
 // SetupWithManager registers the reconciler.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.init()
 	obj := kf.NewConnection(r.Kind, "", "")
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(strings.ToLower(string(r.Kind))).
-		For(obj, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, queue.DeletionPredicate()))).
+		For(obj, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, queue.DeletionPredicate(),
+			predicate.AnnotationChangedPredicate{}))).
 		WatchesRawSource(r.waker.Source()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: queue.NamespaceFair})
 	if r.Wake != nil {

@@ -44,6 +44,10 @@ var (
 		Name: "keyferry_workload_restarts_total",
 		Help: "Workload restarts because data they consume changed, by kind (Deployment, StatefulSet, DaemonSet) and result (restarted, failed).",
 	}, []string{"kind", "result"})
+	credentialExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keyferry_credential_expiry_timestamp_seconds",
+		Help: "When a connection's credential lapses (Unix seconds), for credentials whose lapse is known (a Keyway key's expiresAt, a bearer JWT's exp).",
+	}, []string{"connection"})
 	writes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyferry_secret_writes_total",
 		Help: "Target Secret decisions after a fetch: applied (written) or unchanged (skipped, the keyed digest matched).",
@@ -51,7 +55,7 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(providerRequests, fetches, heldBack, heldSeconds, syncs, writes, bindings, restarts)
+	ctrlmetrics.Registry.MustRegister(providerRequests, fetches, heldBack, heldSeconds, syncs, writes, bindings, restarts, credentialExpiry)
 	// Series exist from the start (at 0), so rate() and dashboards work before the first event.
 	writes.WithLabelValues("applied")
 	writes.WithLabelValues("unchanged")
@@ -103,6 +107,16 @@ func ClientHooks(connection string) vault.Hooks {
 			fetches.WithLabelValues(connection, result).Inc()
 		},
 	}
+}
+
+// CredentialExpiry records when connection's credential lapses; a zero time forgets it
+// (unknown, or the connection is gone).
+func CredentialExpiry(connection string, at time.Time) {
+	if at.IsZero() {
+		credentialExpiry.DeleteLabelValues(connection)
+		return
+	}
+	credentialExpiry.WithLabelValues(connection).Set(float64(at.Unix()))
 }
 
 // Sync counts one binding pass that reached a result.

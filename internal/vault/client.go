@@ -367,6 +367,13 @@ func (c *Client) staticToken() string {
 // maxRetiredTokens bounds the replaced tokens a client keeps scrubbing.
 const maxRetiredTokens = 4
 
+// SetToken replaces the static credential in place at once (a rotation whose new key is
+// proven); requests already sent go on with the token they carry.
+func (c *Client) SetToken(tok string) { c.setToken(tok) }
+
+// RequestTimeout is the longest any request of this client takes.
+func (c *Client) RequestTimeout() time.Duration { return c.cfg.RequestTimeout }
+
 // setToken replaces the static credential in place. A connection-level failure the old
 // token earned (401, 403) no longer describes the connection and is forgotten; a pause
 // the provider set stays (it was the account's, not the token's).
