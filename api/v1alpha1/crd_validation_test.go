@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -157,6 +158,22 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 	} else if sb.Spec.Target.TemplateFrom[0].ConfigMap.Items[0].TemplateAs != kf.TemplateAsValues {
 		t.Errorf("templateAs default = %q, want Values", sb.Spec.Target.TemplateFrom[0].ConfigMap.Items[0].TemplateAs)
 	}
+	// Rotation, with the every default and every keyway field.
+	rc := validConnection(ns)
+	rc.Spec.Auth.Bearer.Rotation = &kf.KeyRotation{ExpiresInDays: ptr.To[int32](90), KeyName: "keyferry-payments",
+		Scopes: []kf.KeywayScope{"read:secrets", "admin:api-keys"}}
+	rc.Spec.MaxCredentialAge = dur(2160 * time.Hour)
+	if err := k8s.Create(context.Background(), rc); err != nil {
+		t.Errorf("connection with rotation rejected: %v", err)
+	} else if e := rc.Spec.Auth.Bearer.Rotation.Every; e == nil || e.Duration != kf.DefaultRotationEvery {
+		t.Errorf("rotation.every default = %v, want %s", e, kf.DefaultRotationEvery)
+	}
+	ks := validConnection(ns)
+	ks.Spec.Provider = kf.ProviderKnowledgeStack
+	ks.Spec.Auth.Bearer.Rotation = &kf.KeyRotation{Every: dur(24 * time.Hour)}
+	if err := k8s.Create(context.Background(), ks); err != nil {
+		t.Errorf("knowledgestack connection with rotation rejected: %v", err)
+	}
 	b := validBinding(ns)
 	if err := k8s.Create(context.Background(), b); err != nil {
 		t.Fatal(err)
@@ -217,6 +234,38 @@ func TestCELRulesRejectBadObjects(t *testing.T) {
 			c.Spec.RateLimit = &kf.RateLimit{Requests: 10, Period: metav1.Duration{}}
 			return c
 		}, "rateLimit.period must be positive"},
+		{"rotation on a provider without a key API", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.Provider = kf.ProviderKeymint
+			c.Spec.Auth.Bearer.Rotation = &kf.KeyRotation{}
+			return c
+		}, "auth rotation needs a provider with a documented key API"},
+		{"keyway scopes on knowledgestack", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.Provider = kf.ProviderKnowledgeStack
+			c.Spec.Auth.Bearer.Rotation = &kf.KeyRotation{Scopes: []kf.KeywayScope{"read:secrets", "admin:api-keys"}}
+			return c
+		}, "rotation.scopes and rotation.expiresInDays are keyway's"},
+		{"rotation scopes that cannot rotate again", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.Auth.Bearer.Rotation = &kf.KeyRotation{Scopes: []kf.KeywayScope{"read:secrets"}}
+			return c
+		}, "rotation.scopes must hold admin:api-keys"},
+		{"an unknown scope", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.Auth.Bearer.Rotation = &kf.KeyRotation{Scopes: []kf.KeywayScope{"read:secrets", "admin:api-keys", "root"}}
+			return c
+		}, `Unsupported value: "root"`},
+		{"expiresInDays over 365", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.Auth.Bearer.Rotation = &kf.KeyRotation{ExpiresInDays: ptr.To[int32](400)}
+			return c
+		}, "should be less than or equal to 365"},
+		{"a key name with a slash", func() client.Object {
+			c := validConnection(ns)
+			c.Spec.Auth.Bearer.Rotation = &kf.KeyRotation{KeyName: "a/b"}
+			return c
+		}, "keyName"},
 		{"cluster connection secretRef without namespace", func() client.Object {
 			c := validClusterConnection()
 			c.Spec.Auth.Bearer.SecretRef.Namespace = ""
