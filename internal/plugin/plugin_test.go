@@ -122,7 +122,13 @@ func shop(t *testing.T) {
 		Provider: kf.ProviderKeyway, Auth: kf.AuthSpec{Bearer: &kf.BearerAuth{SecretRef: kf.SecretKeyReference{Name: "tok", Key: "token"}}}}}
 	create(t, vc)
 	vc.Status.ObservedGeneration = 1
-	vc.Status.Conditions = []metav1.Condition{cond(kf.ConditionReady, metav1.ConditionFalse, kf.ReasonUnauthorized, "pull: HTTP 401: Invalid or revoked API key", t0.Add(-10*time.Minute))}
+	vc.Status.Conditions = []metav1.Condition{cond(kf.ConditionReady, metav1.ConditionFalse, kf.ReasonUnauthorized, "pull: HTTP 401: Invalid or revoked API key", t0.Add(-10*time.Minute)),
+		cond(kf.ConditionCredentialsHealthy, metav1.ConditionFalse, kf.ReasonCredentialExpiring, "the credential lapses at 2026-12-07T12:00:00Z (in 6d): rotate or replace it", t0.Add(-time.Hour))}
+	vc.Status.CredentialExpiresAt = mt(6 * 24 * time.Hour)
+	vc.Status.CredentialChangedAt = mt(-84 * 24 * time.Hour)
+	vc.Status.Rotation = &kf.RotationStatus{Phase: kf.RotationStopped, CurrentKeyID: "0b1c2d3e-0000-4000-8000-000000000001",
+		CurrentKeyPrefix: "kw_live_a1B2c3D4", NextRotation: mt(time.Hour),
+		LastError: "creating an API key was refused (HTTP 403: API key missing required scope(s): admin:api-keys)", LastErrorReason: kf.ReasonForbidden}
 	setStatus(t, vc)
 	binding := func(name, env string) *kf.SecretBinding {
 		b := &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Labels: map[string]string{"team": "shop"}},

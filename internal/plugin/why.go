@@ -146,6 +146,47 @@ func writeConnection(w io.Writer, conn kf.Connection, now time.Time) {
 	if st.RetryAfter != nil && st.RetryAfter.After(now) {
 		fmt.Fprintf(w, "  paused until %s (%s): no request leaves before\n", st.RetryAfter.UTC().Format(time.RFC3339), in(now, st.RetryAfter.Time))
 	}
+	writeCredential(w, st, now)
+}
+
+// writeCredential shows the credential's life and its rotation (never a key: ids and
+// the prefix the provider shows).
+func writeCredential(w io.Writer, st *kf.VaultConnectionStatus, now time.Time) {
+	if cond := meta.FindStatusCondition(st.Conditions, kf.ConditionCredentialsHealthy); cond != nil {
+		fmt.Fprintf(w, "  CredentialsHealthy=%s  %s: %s\n", cond.Status, cond.Reason, cond.Message)
+	}
+	if st.CredentialExpiresAt != nil {
+		word := "lapses"
+		if !st.CredentialExpiresAt.After(now) {
+			word = "LAPSED"
+		}
+		fmt.Fprintf(w, "  credential %s %s (%s)\n", word, in(now, st.CredentialExpiresAt.Time), st.CredentialExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if st.CredentialChangedAt != nil {
+		fmt.Fprintf(w, "  credential changed %s\n", ago(now, st.CredentialChangedAt.Time))
+	}
+	r := st.Rotation
+	if r == nil {
+		return
+	}
+	key := r.CurrentKeyID
+	if r.CurrentKeyPrefix != "" {
+		key += " (" + r.CurrentKeyPrefix + "...)"
+	}
+	fmt.Fprintf(w, "  rotation %s, key %s", r.Phase, key)
+	if r.NextRotation != nil {
+		fmt.Fprintf(w, ", next %s", in(now, r.NextRotation.Time))
+	}
+	if r.LastRotationTime != nil {
+		fmt.Fprintf(w, ", last %s", ago(now, r.LastRotationTime.Time))
+	}
+	fmt.Fprintln(w)
+	if r.PreviousKeyID != "" {
+		fmt.Fprintf(w, "  previous key %s still to be revoked\n", r.PreviousKeyID)
+	}
+	if r.LastError != "" {
+		fmt.Fprintf(w, "  last rotation error: %s\n", r.LastError)
+	}
 }
 
 // writeSecret says whether the Secret exists, how many keys it has, and whether someone

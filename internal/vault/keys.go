@@ -135,9 +135,10 @@ func (c *Client) VerifyKey(ctx context.Context, tok string) error {
 	return err
 }
 
-// withToken sends one request authenticated with tok (not the client's own credential)
-// through the gate. It is not recorded as the connection's outcome, and tok is scrubbed
-// from any error.
+// withToken sends one request authenticated with tok (not necessarily the client's own
+// credential) through the gate. A failure is not recorded as the connection's outcome (a
+// refused rotation leaves a serving connection Ready), and tok is scrubbed from any
+// error.
 func (c *Client) withToken(ctx context.Context, op, tok, method, path string, body []byte) (*response, error) {
 	ctype := ""
 	if body != nil {
@@ -154,6 +155,9 @@ func (c *Client) withToken(ctx context.Context, op, tok, method, path string, bo
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := c.sendOnce(ctx, op, req)
+	if err == nil && tok == c.staticToken() {
+		c.recordOutcome(nil) // an answer to the serving key proves it, as a pull would
+	}
 	return resp, scrubValue(err, tok)
 }
 

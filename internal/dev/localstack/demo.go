@@ -20,11 +20,13 @@ const DemoNamespace = "demo"
 // DemoCredentials are the dev vault's sample credentials (hack/devvault-data.json): not
 // secrets, development values.
 var DemoCredentials = map[string]string{
-	"keyway":   "kw_live_demo0000000000000000000000000000000000",
-	"keymint":  "at_demo_keymint_token",
-	"stash":    "stash-demo-key",
-	"user":     "ops@example.com",
-	"password": "demo-password",
+	"keyway": "kw_live_demo0000000000000000000000000000000000",
+	// keyway-admin is a key with admin:api-keys, held by the connection that rotates it.
+	"keyway-admin": "kw_live_rotate00000000000000000000000000000000",
+	"keymint":      "at_demo_keymint_token",
+	"stash":        "stash-demo-key",
+	"user":         "ops@example.com",
+	"password":     "demo-password",
 }
 
 // DemoManifests returns connections for every provider of the dev vault and bindings that
@@ -34,7 +36,7 @@ func (s *Stack) DemoManifests() string {
 	var b strings.Builder
 	err := demoTemplate.Execute(&b, demoFields{
 		Namespace: DemoNamespace, TeamLabel: DemoTeamLabel, ClusterBinding: DemoClusterBinding,
-		KeywayToken: DemoCredentials["keyway"], KeymintToken: DemoCredentials["keymint"], StashKey: DemoCredentials["stash"],
+		KeywayToken: DemoCredentials["keyway"], KeywayAdminKey: DemoCredentials["keyway-admin"], KeymintToken: DemoCredentials["keymint"], StashKey: DemoCredentials["stash"],
 		User: DemoCredentials["user"], Password: DemoCredentials["password"],
 		KeywayURL: url("keyway"), KeystashURL: url("keystash"), StashURL: url("stash"),
 		KnowledgeStackURL: url("knowledgestack"), KeymintURL: url("keymint"),
@@ -52,9 +54,9 @@ var demoTemplate = template.Must(template.New("demo").Option("missingkey=error")
 
 // demoFields are what demo.yaml.tmpl names.
 type demoFields struct {
-	Namespace, TeamLabel, ClusterBinding                            string
-	KeywayToken, KeymintToken, StashKey, User, Password             string
-	KeywayURL, KeystashURL, StashURL, KnowledgeStackURL, KeymintURL string
+	Namespace, TeamLabel, ClusterBinding                                string
+	KeywayToken, KeywayAdminKey, KeymintToken, StashKey, User, Password string
+	KeywayURL, KeystashURL, StashURL, KnowledgeStackURL, KeymintURL     string
 }
 
 // DemoTeamLabel marks the demo's team namespaces; DemoClusterBinding fills each of them.
