@@ -1,7 +1,6 @@
 package connection
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -50,8 +49,8 @@ func dataChangedAt(s *corev1.Secret) time.Time {
 		if mf.Time == nil || mf.FieldsV1 == nil {
 			continue
 		}
-		raw := mf.FieldsV1.Raw
-		if (bytes.Contains(raw, []byte(`"f:data"`)) || bytes.Contains(raw, []byte(`"f:stringData"`))) && mf.Time.After(at) {
+		raw := mf.FieldsV1.GetRawString()
+		if (strings.Contains(raw, `"f:data"`) || strings.Contains(raw, `"f:stringData"`)) && mf.Time.After(at) {
 			at = mf.Time.Time
 		}
 	}

@@ -71,8 +71,8 @@ func TestDataChangedAtReadsTheManagersOfData(t *testing.T) {
 	labelled := metav1.NewTime(t0.Add(48 * time.Hour))
 	rotated := metav1.NewTime(t0.Add(24 * time.Hour))
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: created, ManagedFields: []metav1.ManagedFieldsEntry{
-		{Manager: "kubectl", Time: &labelled, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:labels":{}}}`)}},
-		{Manager: "keyferry", Time: &rotated, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:data":{"f:token":{}}}`)}},
+		{Manager: "kubectl", Time: &labelled, FieldsV1: metav1.NewFieldsV1(`{"f:metadata":{"f:labels":{}}}`)},
+		{Manager: "keyferry", Time: &rotated, FieldsV1: metav1.NewFieldsV1(`{"f:data":{"f:token":{}}}`)},
 	}}}
 	if got := dataChangedAt(s); !got.Equal(rotated.Time) {
 		t.Errorf("dataChangedAt = %v, want %v (a label change is not a data change)", got, rotated.Time)

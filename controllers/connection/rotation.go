@@ -162,7 +162,7 @@ func (r *rotator) rotate(ctx context.Context, conn kf.Connection, c *vault.Clien
 	case state.previous != "":
 		err = r.verify(ctx, conn, c, sec, ref.Key, state, &out)
 	case state.previousID != "":
-		err = r.revokePrevious(ctx, conn, c, sec, ref.Key, state, &out)
+		err = r.revokePrevious(ctx, conn, c, sec, state, &out)
 	default:
 		err = r.start(ctx, conn, c, sec, ref.Key, state, spec, wantNow, &out)
 	}
@@ -397,7 +397,7 @@ func (r *rotator) revokeAt(conn kf.Connection) time.Time {
 
 // revokePrevious revokes the key the rotation replaced (authenticated with the new one)
 // and clears its id from the Secret: the rotation is done.
-func (r *rotator) revokePrevious(ctx context.Context, conn kf.Connection, c *vault.Client, sec *corev1.Secret, key string, ks keyState, out *rotation) error {
+func (r *rotator) revokePrevious(ctx context.Context, conn kf.Connection, c *vault.Client, sec *corev1.Secret, ks keyState, out *rotation) error {
 	if at := r.revokeAt(conn); r.now().Before(at) {
 		out.retryAt = at
 		return nil

@@ -189,7 +189,9 @@ func (cfg Config) Fingerprint() string { return cfg.fingerprint(true) }
 
 // staticTokenSwappable says a change of cfg's token alone may be applied to a live client
 // in place (static bearer and API-key credentials).
-func (cfg Config) staticTokenSwappable() bool { return cfg.Auth == AuthBearer || cfg.Auth == AuthAPIKey }
+func (cfg Config) staticTokenSwappable() bool {
+	return cfg.Auth == AuthBearer || cfg.Auth == AuthAPIKey
+}
 
 func (cfg Config) fingerprint(withToken bool) string {
 	tok := cfg.Token
