@@ -40,6 +40,9 @@ const (
 	StepRevoke = "revoke"
 )
 
+// rotateNowFloor is the least time between two rotations asked by keyferry.dev/rotate-now.
+const rotateNowFloor = 10 * time.Second
+
 // stoppedRetry is how long a stopped rotation waits before it tries again by itself.
 const stoppedRetry = time.Hour
 
@@ -132,6 +135,12 @@ func (r *rotator) rotate(ctx context.Context, conn kf.Connection, c *vault.Clien
 	st := &out.status
 	rotateNow := conn.GetAnnotations()[kf.AnnotationRotateNow]
 	wantNow := rotateNow != "" && rotateNow != st.LastHandledRotateNow
+	if last := st.LastRotationTime; wantNow && last != nil && now.Sub(last.Time) < rotateNowFloor {
+		// A tenant changing the annotation in a loop gets one rotation per floor, each
+		// handling the latest value, not one per change.
+		out.retryAt = last.Add(rotateNowFloor)
+		wantNow = false
+	}
 	if st.Phase == kf.RotationStopped && conn.ConnectionStatus().ObservedGeneration != conn.GetGeneration() {
 		st.Phase, st.NextRotation = kf.RotationIdle, nil // a new spec is worth a new try
 	}

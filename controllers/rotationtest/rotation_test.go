@@ -374,3 +374,68 @@ func keys(m map[string][]byte) []string {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// A tenant changing rotate-now in a loop gets one rotation per 10 s, each handling the
+// latest value: not one key, four requests and three Secret writes per change.
+func TestRotateNowInALoopIsBounded(t *testing.T) {
+	w := newWorld(t)
+	startManager(t, managerOptions{})
+	old := w.keywayKey("bootstrap")
+	cred := w.credential("keyway-cred", old.Token, true)
+	vc := w.connection("keyway", "keyway", cred.Name)
+	w.create(cred, vc)
+	rotateNow(t, vc, "0")
+	waitRotationIdle(t, vc, "0")
+	start := time.Now()
+	for i := 1; i <= 20; i++ {
+		rotateNow(t, vc, fmt.Sprint(i))
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := w.dev.Count("keyway.api-keys.created"); n != 1 {
+		t.Errorf("%d keys created during the loop, want only the first rotation's", n)
+	}
+	waitRotationIdle(t, vc, "20")
+	if n := w.dev.Count("keyway.api-keys.created"); n != 2 {
+		t.Errorf("%d keys created in all, want 2 (the first, then one for the latest value)", n)
+	}
+	if took := time.Since(start); took < 7*time.Second {
+		t.Errorf("the latest value was handled after %v, before the 10 s floor", took)
+	}
+	if active := w.dev.ActiveKeys("keyway"); len(active) != 1 {
+		t.Errorf("%d active keys, want 1", len(active))
+	}
+}
+
+// A tenant points its connection's secretRef at another namespace's rotating Secret: a
+// VaultConnection reads (and so rotates) only its own namespace's Secrets, so the victim's
+// key is neither read, used nor rotated.
+func TestRotationStaysInTheTenantsNamespace(t *testing.T) {
+	victim := newWorld(t)
+	startManager(t, managerOptions{})
+	key := victim.keywayKey("victims-key")
+	victimSecret := victim.credential("shared-name", key.Token, true)
+	victim.create(victimSecret)
+
+	attacker := &world{t: t, dev: victim.dev, url: victim.url}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "rot-attacker-"}}
+	victim.create(ns)
+	attacker.ns = ns.Name
+	vc := attacker.connection("steal", "keyway", victimSecret.Name)
+	vc.Spec.Auth.Bearer.SecretRef.Namespace = victim.ns
+	attacker.create(vc)
+	rotateNow(t, vc, "1")
+	eventually(t, 10*time.Second, "CredentialsNotFound in the attacker's namespace", func() (bool, string) {
+		c := ready(get(t, vc).Status.Conditions)
+		return c != nil && c.Reason == kf.ReasonCredentialsNotFound && strings.Contains(c.Message, attacker.ns+"/"), fmt.Sprint(c)
+	})
+	time.Sleep(2 * time.Second)
+	for ep, n := range victim.dev.Counts() {
+		if n > 0 {
+			t.Errorf("%s: %d requests with the victim's key", ep, n)
+		}
+	}
+	got := get(t, &corev1.Secret{ObjectMeta: victimSecret.ObjectMeta})
+	if string(got.Data["token"]) != key.Token || len(got.Annotations) != 0 {
+		t.Errorf("the victim's Secret was touched: %v %v", keys(got.Data), got.Annotations)
+	}
+}
