@@ -1,13 +1,11 @@
 package controllers_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +24,6 @@ import (
 	"github.com/keyferry/keyferry/internal/dev/devvault"
 	"github.com/keyferry/keyferry/internal/dev/localstack"
 	"github.com/keyferry/keyferry/internal/dev/testenv"
-	"github.com/keyferry/keyferry/internal/hmackey"
 	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/shard"
 	"github.com/keyferry/keyferry/internal/vault"
@@ -48,25 +45,8 @@ var (
 	k8s      client.Client
 	dev      *devvault.Server
 	vaultURL string
-	logs     syncBuffer
+	logs     testenv.LogBuffer
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
@@ -98,11 +78,9 @@ func runMain(m *testing.M) int {
 	scheme := testenv.Scheme()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyferry-system"}}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	key, err := hmackey.Ensure(ctx, k8s, "keyferry-system")
+	// The manager runs with exactly the RBAC it ships (config/rbac/role.yaml), so a verb
+	// the code needs and the role lacks fails the suite.
+	mgrCfg, key, err := testenv.PrepareForManager(ctx, k8s, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -110,13 +88,6 @@ func runMain(m *testing.M) int {
 	// The local policy (loopback allowed, for the dev vault) plus one loopback address to
 	// aim the egress tests at: tests never send traffic beyond loopback.
 	egressDeny, err := vault.ParseCIDRs(localstack.LocalEgressDeny + "," + deniedLoopback + "/32")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	// The manager runs with exactly the RBAC it ships (config/rbac/role.yaml), so a verb
-	// the code needs and the role lacks fails the suite.
-	mgrCfg, err := testenv.AsManagerRole(ctx, k8s, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -4,7 +4,6 @@
 package rotationtest_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -34,7 +33,6 @@ import (
 	"github.com/keyferry/keyferry/internal/dev/devvault"
 	"github.com/keyferry/keyferry/internal/dev/localstack"
 	"github.com/keyferry/keyferry/internal/dev/testenv"
-	"github.com/keyferry/keyferry/internal/hmackey"
 	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/shard"
 	"github.com/keyferry/keyferry/internal/vault"
@@ -47,25 +45,8 @@ var (
 	k8s     client.Client
 	mgrCfg  *rest.Config
 	hmacKey []byte
-	logs    syncBuffer
+	logs    testenv.LogBuffer
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
@@ -77,16 +58,7 @@ func runMain(m *testing.M) int {
 	}
 	defer func() { _ = env.Stop() }()
 	k8s = c
-	ctx := context.Background()
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keyferry-system"}}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if hmacKey, err = hmackey.Ensure(ctx, k8s, "keyferry-system"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if mgrCfg, err = testenv.AsManagerRole(ctx, k8s, cfg); err != nil {
+	if mgrCfg, hmacKey, err = testenv.PrepareForManager(context.Background(), k8s, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -203,6 +175,15 @@ func randomText(n int) string {
 		b[i] = letters[rand.IntN(len(letters))]
 	}
 	return string(b)
+}
+
+// keywaySetup makes a Keyway key (named name, with scopes), its credential Secret (opted
+// in to rotation or not) and a rotating connection "keyway" reading it; it creates
+// nothing in the API server.
+func (w *world) keywaySetup(name string, rotate bool, scopes ...string) (devvault.Key, *corev1.Secret, *kf.VaultConnection) {
+	k := w.keywayKey(name, scopes...)
+	cred := w.credential("keyway-cred", k.Token, rotate)
+	return k, cred, w.connection("keyway", "keyway", cred.Name)
 }
 
 // credential returns a Secret holding tok, opted in as credentials and to rotation.

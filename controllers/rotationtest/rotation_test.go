@@ -26,9 +26,7 @@ import (
 func TestKeywayRotation(t *testing.T) {
 	w := newWorld(t)
 	startManager(t, managerOptions{})
-	old := w.keywayKey("bootstrap")
-	cred := w.credential("keyway-cred", old.Token, true)
-	vc := w.connection("keyway", "keyway", cred.Name)
+	old, cred, vc := w.keywaySetup("bootstrap", true)
 	b := w.binding("app", "keyway", "keyway")
 	w.create(cred, vc, b)
 	waitSynced(t, b)
@@ -101,9 +99,7 @@ func TestRotationResumesAfterAKill(t *testing.T) {
 	for _, step := range []string{connection.StepCreate, connection.StepWrite, connection.StepVerify, connection.StepRevoke} {
 		t.Run(step, func(t *testing.T) {
 			w := newWorld(t)
-			old := w.keywayKey("bootstrap")
-			cred := w.credential("keyway-cred", old.Token, true)
-			vc := w.connection("keyway", "keyway", cred.Name)
+			old, cred, vc := w.keywaySetup("bootstrap", true)
 			b := w.binding("app", "keyway", "keyway")
 			killed := make(chan struct{})
 			var fired atomic.Bool
@@ -160,17 +156,12 @@ func TestRotationResumesAfterAKill(t *testing.T) {
 func TestRotationRefusedKeepsTheKey(t *testing.T) {
 	w := newWorld(t)
 	startManager(t, managerOptions{})
-	old := w.keywayKey("read-only", "read:secrets")
-	cred := w.credential("keyway-cred", old.Token, true)
-	vc := w.connection("keyway", "keyway", cred.Name)
+	_, cred, vc := w.keywaySetup("read-only", true, "read:secrets")
 	b := w.binding("app", "keyway", "keyway")
 	w.create(cred, vc, b)
 	waitSynced(t, b)
 	rotateNow(t, vc, "1")
-	eventually(t, 15*time.Second, "the refusal reported", func() (bool, string) {
-		h := meta.FindStatusCondition(get(t, vc).Status.Conditions, kf.ConditionCredentialsHealthy)
-		return h != nil && h.Status == metav1.ConditionFalse && h.Reason == kf.ReasonForbidden, fmt.Sprint(h)
-	})
+	waitUnhealthy(t, vc, kf.ReasonForbidden, "")
 	h := meta.FindStatusCondition(vc.Status.Conditions, kf.ConditionCredentialsHealthy)
 	if !strings.Contains(h.Message, "admin:api-keys") {
 		t.Errorf("message %q does not name the scope", h.Message)
@@ -181,12 +172,7 @@ func TestRotationRefusedKeepsTheKey(t *testing.T) {
 	if n := w.dev.Count("keyway.api-keys.created"); n != 0 {
 		t.Errorf("%d keys created", n)
 	}
-	rotateRefresh(t, b, "still")
-	eventually(t, 10*time.Second, "the binding still syncs with the old key", func() (bool, string) {
-		got := get(t, b)
-		c := ready(got.Status.Conditions)
-		return got.Status.LastHandledRefresh == "still" && c.Reason == kf.ReasonSynced, fmt.Sprint(c)
-	})
+	refreshed(t, b, "still")
 	assertEvent(t, w.ns, kf.ReasonForbidden)
 }
 
@@ -195,15 +181,10 @@ func TestRotationRefusedKeepsTheKey(t *testing.T) {
 func TestRotationNeedsTheSecretsConsent(t *testing.T) {
 	w := newWorld(t)
 	startManager(t, managerOptions{})
-	old := w.keywayKey("bootstrap")
-	cred := w.credential("keyway-cred", old.Token, false)
-	vc := w.connection("keyway", "keyway", cred.Name)
+	_, cred, vc := w.keywaySetup("bootstrap", false)
 	w.create(cred, vc)
 	rotateNow(t, vc, "1")
-	eventually(t, 15*time.Second, "NotAllowed", func() (bool, string) {
-		h := meta.FindStatusCondition(get(t, vc).Status.Conditions, kf.ConditionCredentialsHealthy)
-		return h != nil && h.Reason == kf.ReasonNotAllowed && strings.Contains(h.Message, kf.LabelRotate), fmt.Sprint(h)
-	})
+	waitUnhealthy(t, vc, kf.ReasonNotAllowed, kf.LabelRotate)
 	for ep, n := range w.dev.Counts() {
 		if strings.HasPrefix(ep, "keyway.api-keys") && n > 0 {
 			t.Errorf("%s: %d requests before consent", ep, n)
@@ -232,10 +213,7 @@ func TestHumanEditDuringRotationWins(t *testing.T) {
 	}})
 	w.create(cred, vc)
 	rotateNow(t, vc, "1")
-	eventually(t, 15*time.Second, "Conflict", func() (bool, string) {
-		h := meta.FindStatusCondition(get(t, vc).Status.Conditions, kf.ConditionCredentialsHealthy)
-		return h != nil && h.Reason == kf.ReasonConflict, fmt.Sprint(h)
-	})
+	waitUnhealthy(t, vc, kf.ReasonConflict, "")
 	sec := get(t, &corev1.Secret{ObjectMeta: cred.ObjectMeta})
 	if string(sec.Data["token"]) != human.Token || len(sec.Data) != 1 {
 		t.Errorf("the human's key was not kept: %v", keys(sec.Data))
@@ -287,11 +265,7 @@ func TestClusterConnectionRotatesOnce(t *testing.T) {
 		rotateRefresh(t, b, "after")
 	}
 	for _, b := range bindings {
-		eventually(t, 20*time.Second, b.Namespace+" syncs with the new key", func() (bool, string) {
-			got := get(t, b)
-			c := ready(got.Status.Conditions)
-			return got.Status.LastHandledRefresh == "after" && c.Reason == kf.ReasonSynced, fmt.Sprint(c)
-		})
+		waitRefreshed(t, b, "after")
 	}
 }
 
@@ -308,10 +282,7 @@ func TestKnowledgeStackRotation(t *testing.T) {
 	w.create(cred, vc, b)
 	waitSynced(t, b)
 	rotateNow(t, vc, "1")
-	eventually(t, 15*time.Second, "the missing id explained", func() (bool, string) {
-		h := meta.FindStatusCondition(get(t, vc).Status.Conditions, kf.ConditionCredentialsHealthy)
-		return h != nil && h.Status == metav1.ConditionFalse && strings.Contains(h.Message, kf.AnnotationKeyID), fmt.Sprint(h)
-	})
+	waitUnhealthy(t, vc, "", kf.AnnotationKeyID)
 	if n := w.dev.Count("knowledgestack.api-keys.created"); n != 0 {
 		t.Fatalf("%d keys created without knowing the current one", n)
 	}
@@ -326,17 +297,38 @@ func TestKnowledgeStackRotation(t *testing.T) {
 	if len(active) != 1 || active[0].ID == old.ID || string(sec.Data["token"]) != active[0].Token || sec.Annotations[kf.AnnotationKeyID] != active[0].ID {
 		t.Fatalf("after the rotation: active %d keys, Secret annotations %v", len(active), sec.Annotations)
 	}
-	rotateRefresh(t, b, "after")
-	eventually(t, 10*time.Second, "a pull with the new key", func() (bool, string) {
-		got := get(t, b)
-		c := ready(got.Status.Conditions)
-		return got.Status.LastHandledRefresh == "after" && c.Reason == kf.ReasonSynced, fmt.Sprint(c)
-	})
+	refreshed(t, b, "after")
 	w.noCanary(vc)
 }
 
 func handMade(vendor, id, token string) devvault.Key {
 	return devvault.Key{Vendor: vendor, ID: id, Name: "made-by-hand", Token: token, CreatedAt: time.Now().Add(-time.Hour)}
+}
+
+// waitUnhealthy waits until conn's CredentialsHealthy is False with reason (any when
+// empty) and a message holding text.
+func waitUnhealthy(t *testing.T, conn *kf.VaultConnection, reason, text string) {
+	t.Helper()
+	eventually(t, 15*time.Second, "CredentialsHealthy False "+reason, func() (bool, string) {
+		h := meta.FindStatusCondition(get(t, conn).Status.Conditions, kf.ConditionCredentialsHealthy)
+		return h != nil && h.Status == metav1.ConditionFalse && (reason == "" || h.Reason == reason) && strings.Contains(h.Message, text), fmt.Sprint(h)
+	})
+}
+
+// refreshed asks b for a refresh v and waits until a sync answered it.
+func refreshed(t *testing.T, b *kf.SecretBinding, v string) {
+	t.Helper()
+	rotateRefresh(t, b, v)
+	waitRefreshed(t, b, v)
+}
+
+func waitRefreshed(t *testing.T, b *kf.SecretBinding, v string) {
+	t.Helper()
+	eventually(t, 20*time.Second, b.Namespace+"/"+b.Name+" synced for refresh "+v, func() (bool, string) {
+		got := get(t, b)
+		c := ready(got.Status.Conditions)
+		return got.Status.LastHandledRefresh == v && c != nil && c.Reason == kf.ReasonSynced, fmt.Sprint(c)
+	})
 }
 
 func rotateRefresh(t *testing.T, b *kf.SecretBinding, v string) {
@@ -380,9 +372,7 @@ func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) 
 func TestRotateNowInALoopIsBounded(t *testing.T) {
 	w := newWorld(t)
 	startManager(t, managerOptions{})
-	old := w.keywayKey("bootstrap")
-	cred := w.credential("keyway-cred", old.Token, true)
-	vc := w.connection("keyway", "keyway", cred.Name)
+	_, cred, vc := w.keywaySetup("bootstrap", true)
 	w.create(cred, vc)
 	rotateNow(t, vc, "0")
 	waitRotationIdle(t, vc, "0")

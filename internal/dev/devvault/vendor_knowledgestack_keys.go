@@ -20,15 +20,22 @@ func (s *Server) knowledgeStackKeyRoutes() {
 	s.mux.HandleFunc("GET /knowledgestack/v1/users/me", s.ksMe)
 }
 
+// ksKeyRequest counts the request, answers an injected fault and checks the token; it
+// reports whether the request may go on.
+func (s *Server) ksKeyRequest(w http.ResponseWriter, r *http.Request, endpoint string) bool {
+	if answerFault(w, r, s.count("knowledgestack", endpoint)) {
+		return false
+	}
+	_, ok := s.ksAuth(w, r)
+	return ok
+}
+
 func ksKeyJSON(k Key) map[string]any {
 	return map[string]any{"id": k.ID, "name": k.Name, "created_at": k.CreatedAt.UTC().Format(time.RFC3339)}
 }
 
 func (s *Server) ksCreateKey(w http.ResponseWriter, r *http.Request) {
-	if answerFault(w, r, s.count("knowledgestack", "api-keys.create")) {
-		return
-	}
-	if _, ok := s.ksAuth(w, r); !ok {
+	if !s.ksKeyRequest(w, r, "api-keys.create") {
 		return
 	}
 	var body struct {
@@ -49,10 +56,7 @@ func (s *Server) ksCreateKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) ksListKeys(w http.ResponseWriter, r *http.Request) {
-	if answerFault(w, r, s.count("knowledgestack", "api-keys.list")) {
-		return
-	}
-	if _, ok := s.ksAuth(w, r); !ok {
+	if !s.ksKeyRequest(w, r, "api-keys.list") {
 		return
 	}
 	list := []map[string]any{}
@@ -65,10 +69,7 @@ func (s *Server) ksListKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) ksRevokeKey(w http.ResponseWriter, r *http.Request) {
-	if answerFault(w, r, s.count("knowledgestack", "api-keys.revoke")) {
-		return
-	}
-	if _, ok := s.ksAuth(w, r); !ok {
+	if !s.ksKeyRequest(w, r, "api-keys.revoke") {
 		return
 	}
 	id := r.PathValue("id")
@@ -86,10 +87,7 @@ func (s *Server) ksRevokeKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) ksMe(w http.ResponseWriter, r *http.Request) {
-	if answerFault(w, r, s.count("knowledgestack", "users.me")) {
-		return
-	}
-	if _, ok := s.ksAuth(w, r); !ok {
+	if !s.ksKeyRequest(w, r, "users.me") {
 		return
 	}
 	writeJSON(w, http.StatusOK, "", map[string]any{"id": "user_dev", "email": "dev@knowledgestack.invalid"})

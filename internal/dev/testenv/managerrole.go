@@ -5,12 +5,33 @@ import (
 	"os"
 	"path/filepath"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"github.com/keyferry/keyferry/internal/hmackey"
 )
+
+// OperatorNamespace is the operator's own namespace in test environments.
+const OperatorNamespace = "keyferry-system"
+
+// PrepareForManager makes a started environment ready for a keyferry manager: its
+// namespace, its HMAC key, and a config acting with the shipped RBAC. It returns the
+// config and the key.
+func PrepareForManager(ctx context.Context, c client.Client, cfg *rest.Config) (*rest.Config, []byte, error) {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: OperatorNamespace}}); err != nil {
+		return nil, nil, err
+	}
+	key, err := hmackey.Ensure(ctx, c, OperatorNamespace)
+	if err != nil {
+		return nil, nil, err
+	}
+	mgrCfg, err := AsManagerRole(ctx, c, cfg)
+	return mgrCfg, key, err
+}
 
 // AsManagerRole binds the shipped manager ClusterRole (config/rbac/role.yaml) to a user
 // and returns cfg acting as that user, so a verb the code needs and the role lacks fails
