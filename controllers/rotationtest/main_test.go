@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -43,6 +44,7 @@ const canaryValue = "CANARY-rotation-value-31"
 
 var (
 	k8s     client.Client
+	watcher client.WithWatch
 	mgrCfg  *rest.Config
 	hmacKey []byte
 	logs    testenv.LogBuffer
@@ -58,6 +60,10 @@ func runMain(m *testing.M) int {
 	}
 	defer func() { _ = env.Stop() }()
 	k8s = c
+	if watcher, err = client.NewWithWatch(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if mgrCfg, hmacKey, err = testenv.PrepareForManager(context.Background(), k8s, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -330,6 +336,32 @@ func pullDuring(t *testing.T, bindings ...*kf.SecretBinding) func() {
 	return func() {
 		close(stop)
 		<-done
+	}
+}
+
+// countWrites counts the writes of one Secret until the returned func is called.
+func countWrites(t *testing.T, s *corev1.Secret) func() int {
+	t.Helper()
+	w, err := watcher.Watch(context.Background(), &corev1.SecretList{}, client.InNamespace(s.Namespace),
+		client.MatchingFields{"metadata.name": s.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Modified {
+				n++
+			}
+		}
+	}()
+	return func() int {
+		time.Sleep(300 * time.Millisecond) // the last event on its way
+		w.Stop()
+		<-done
+		return n
 	}
 }
 

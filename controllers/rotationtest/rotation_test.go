@@ -41,9 +41,15 @@ func TestKeywayRotation(t *testing.T) {
 
 	notReady := watchReady(t, b)
 	stopPulls := pullDuring(t, b)
+	writes := countWrites(t, cred)
 	rotateNow(t, vc, "1")
 	waitRotationIdle(t, vc, "1")
 	stopPulls()
+	// Three writes of the credential Secret: the new key beside the old, the old dropped
+	// once the new one is verified, the old id cleared once it is revoked.
+	if n := writes(); n != 3 {
+		t.Errorf("%d writes of the credential Secret, want 3", n)
+	}
 	if bad := notReady(); len(bad) > 0 {
 		t.Errorf("bindings were not Ready during the rotation: %v", bad[:min(len(bad), 5)])
 	}
