@@ -114,6 +114,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the local node needs root (it creates a bridge, mounts and cgroups)")
 	}
+	if err := checkDependencies(); err != nil {
+		return nil, err
+	}
 	n := &Node{opts: opts, sysctl: map[string]string{}}
 	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
