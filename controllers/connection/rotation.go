@@ -78,28 +78,40 @@ type rotator struct {
 	mu sync.Mutex
 	// revokeAfter holds back the revoke of a previous key this process just stopped using.
 	revokeAfter map[types.UID]time.Time
-	// last is the rotation status this process last computed per connection: the
-	// connection read from the cache may not show it yet, and a rotate-now read as not
-	// handled would rotate twice.
-	last map[types.UID]kf.RotationStatus
+	// last is what this process last computed per connection: the connection read from
+	// the cache may not show it yet (a rotate-now read as not handled would rotate twice,
+	// a stop read against a stale observedGeneration would be lifted at once).
+	last map[types.UID]memo
 }
 
-func (r *rotator) lastStatus(conn kf.Connection) *kf.RotationStatus {
+// memo is a rotation status and the generation a stop in it was for.
+type memo struct {
+	status         kf.RotationStatus
+	stopGeneration int64
+}
+
+// lastMemo returns what this process last computed for conn, else what its status says
+// (a new process reads a fresh cache).
+func (r *rotator) lastMemo(conn kf.Connection) memo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if st, ok := r.last[conn.GetUID()]; ok {
-		return &st
+	if m, ok := r.last[conn.GetUID()]; ok {
+		return memo{status: *m.status.DeepCopy(), stopGeneration: m.stopGeneration}
 	}
-	return conn.ConnectionStatus().Rotation
+	m := memo{status: kf.RotationStatus{Phase: kf.RotationIdle}, stopGeneration: conn.ConnectionStatus().ObservedGeneration}
+	if st := conn.ConnectionStatus().Rotation; st != nil {
+		m.status = *st.DeepCopy()
+	}
+	return m
 }
 
-func (r *rotator) remember(conn kf.Connection, st kf.RotationStatus) {
+func (r *rotator) remember(conn kf.Connection, m memo) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.last == nil {
-		r.last = map[types.UID]kf.RotationStatus{}
+		r.last = map[types.UID]memo{}
 	}
-	r.last[conn.GetUID()] = *st.DeepCopy()
+	r.last[conn.GetUID()] = m
 }
 
 // forget drops what the rotator keeps of a deleted connection.
@@ -114,11 +126,14 @@ func (r *rotator) forget(uid types.UID) {
 // credential Secret as the pass read it; c is the connection's client.
 func (r *rotator) rotate(ctx context.Context, conn kf.Connection, c *vault.Client, cached *corev1.Secret) (rotation, error) {
 	spec, ref := conn.ConnectionSpec().RotatedCredential()
-	out := rotation{status: kf.RotationStatus{Phase: kf.RotationIdle}}
-	if prev := r.lastStatus(conn); prev != nil {
-		out.status = *prev.DeepCopy()
-	}
-	defer func() { r.remember(conn, out.status) }()
+	m := r.lastMemo(conn)
+	out := rotation{status: m.status}
+	defer func() {
+		if out.stop != nil {
+			m.stopGeneration = conn.GetGeneration()
+		}
+		r.remember(conn, memo{status: *out.status.DeepCopy(), stopGeneration: m.stopGeneration})
+	}()
 	if out.status.Phase == "" {
 		out.status.Phase = kf.RotationIdle
 	}
@@ -141,7 +156,7 @@ func (r *rotator) rotate(ctx context.Context, conn kf.Connection, c *vault.Clien
 		out.retryAt = last.Add(rotateNowFloor)
 		wantNow = false
 	}
-	if st.Phase == kf.RotationStopped && conn.ConnectionStatus().ObservedGeneration != conn.GetGeneration() {
+	if st.Phase == kf.RotationStopped && m.stopGeneration != conn.GetGeneration() {
 		st.Phase, st.NextRotation = kf.RotationIdle, nil // a new spec is worth a new try
 	}
 	state := keyStateOf(cached, ref.Key)
@@ -178,7 +193,7 @@ func (r *rotator) rotate(ctx context.Context, conn kf.Connection, c *vault.Clien
 	if out.stop != nil {
 		st.Phase = kf.RotationStopped
 		st.LastError, st.LastErrorReason = out.stop.Message, out.stop.Reason
-		st.NextRotation = conditions.TimePtr(now.Add(min(stoppedRetry, max(spec.GetEvery(), r.minEvery))))
+		st.NextRotation = conditions.TimePtr(now.Add(min(stoppedRetry, r.every(spec))))
 		if wantNow {
 			st.LastHandledRotateNow = rotateNow
 		}
@@ -187,6 +202,9 @@ func (r *rotator) rotate(ctx context.Context, conn kf.Connection, c *vault.Clien
 	}
 	return out, err
 }
+
+// every is the key life honoured: the spec's, but never under the operator's floor.
+func (r *rotator) every(spec *kf.KeyRotation) time.Duration { return max(spec.GetEvery(), r.minEvery) }
 
 // keyState is what the credential Secret says of its keys.
 type keyState struct {
@@ -236,7 +254,7 @@ func (r *rotator) describe(st *kf.RotationStatus, ks keyState, keys *vault.KeyAP
 		st.Phase = kf.RotationIdle
 	}
 	if st.CreatedAt != nil && st.Phase != kf.RotationStopped {
-		st.NextRotation = conditions.TimePtr(st.CreatedAt.Add(max(spec.GetEvery(), r.minEvery)))
+		st.NextRotation = conditions.TimePtr(st.CreatedAt.Add(r.every(spec)))
 	}
 }
 
@@ -265,12 +283,11 @@ func (r *rotator) start(ctx context.Context, conn kf.Connection, c *vault.Client
 	if st.ExpiresAt == nil && !cur.ExpiresAt.IsZero() {
 		st.ExpiresAt = conditions.TimePtr(cur.ExpiresAt)
 	}
-	every := max(spec.GetEvery(), r.minEvery)
 	if st.CreatedAt == nil {
 		// A hand-made key whose age nobody reports: its life is counted from now.
 		st.CreatedAt = conditions.TimePtr(r.now())
 	}
-	st.NextRotation = conditions.TimePtr(st.CreatedAt.Add(every))
+	st.NextRotation = conditions.TimePtr(st.CreatedAt.Add(r.every(spec)))
 	if r.now().Before(st.NextRotation.Time) && !wantNow {
 		return nil // it was only a matter of knowing the key
 	}

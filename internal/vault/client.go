@@ -367,17 +367,14 @@ func (c *Client) staticToken() string {
 // maxRetiredTokens bounds the replaced tokens a client keeps scrubbing.
 const maxRetiredTokens = 4
 
-// SetToken replaces the static credential in place at once (a rotation whose new key is
-// proven); requests already sent go on with the token they carry.
-func (c *Client) SetToken(tok string) { c.setToken(tok) }
-
 // RequestTimeout is the longest any request of this client takes.
 func (c *Client) RequestTimeout() time.Duration { return c.cfg.RequestTimeout }
 
-// setToken replaces the static credential in place. A connection-level failure the old
-// token earned (401, 403) no longer describes the connection and is forgotten; a pause
-// the provider set stays (it was the account's, not the token's).
-func (c *Client) setToken(tok string) {
+// SetToken replaces the static credential in place (a changed Secret, a rotation whose new
+// key is proven); requests already sent go on with the token they carry. A
+// connection-level failure the old token earned (401, 403) no longer describes the
+// connection and is forgotten; a pause the provider set stays (it was the account's).
+func (c *Client) SetToken(tok string) {
 	c.tokenMu.Lock()
 	if tok == c.token {
 		c.tokenMu.Unlock()
@@ -386,11 +383,7 @@ func (c *Client) setToken(tok string) {
 	c.retired = append([]string{c.token}, c.retired[:min(len(c.retired), maxRetiredTokens-1)]...)
 	c.token = tok
 	c.tokenMu.Unlock()
-	c.outcome.mu.Lock()
-	if r := c.outcome.o.Reason; r == ReasonUnauthorized || r == ReasonForbidden {
-		c.outcome.o = Outcome{}
-	}
-	c.outcome.mu.Unlock()
+	c.outcome.forgetAuthFailure()
 }
 
 // doAuthorized sends an authenticated request. A 401 on a session token invalidates it and

@@ -183,25 +183,14 @@ var fingerprintKey = func() []byte {
 	return k
 }()
 
-// Fingerprint identifies cfg, credentials included: a client built from a config with
-// another fingerprint must not be reused. Transport and clock are not part of it.
-func (cfg Config) Fingerprint() string { return cfg.fingerprint(true) }
-
-// staticTokenSwappable says a change of cfg's token alone may be applied to a live client
-// in place (static bearer and API-key credentials).
-func (cfg Config) staticTokenSwappable() bool {
-	return cfg.Auth == AuthBearer || cfg.Auth == AuthAPIKey
-}
-
-func (cfg Config) fingerprint(withToken bool) string {
-	tok := cfg.Token
-	if !withToken {
-		tok = ""
-	}
+// fingerprint identifies cfg, login credentials included: a client built from a config
+// with another fingerprint must not be reused. The static token is not part of it (a new
+// one is swapped into the live client, see Registry), nor are transport and clock.
+func (cfg Config) fingerprint() string {
 	m := hmac.New(sha256.New, fingerprintKey)
 	for _, s := range []string{
 		cfg.Provider, cfg.BaseURL, strconv.FormatBool(cfg.AllowInsecureHTTP), string(cfg.CABundle),
-		string(cfg.Auth), tok, cfg.Header, cfg.Username, cfg.Password,
+		string(cfg.Auth), cfg.Header, cfg.Username, cfg.Password,
 		cfg.Login.Path, string(cfg.Login.Encoding), cfg.Login.UsernameField, cfg.Login.PasswordField,
 		cfg.Login.TokenField, cfg.Login.TokenCookie, cfg.Login.TTL.String(), cfg.Login.RefreshPath,
 		cfg.Login.SignoutPath, strconv.Itoa(cfg.Budget.Requests), cfg.Budget.Period.String(),

@@ -27,6 +27,15 @@ func (b *outcomeBox) record(o Outcome) {
 	b.o = o
 }
 
+// forgetAuthFailure drops a 401 or 403 outcome (the credential that earned it is gone).
+func (b *outcomeBox) forgetAuthFailure() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.o.Reason == ReasonUnauthorized || b.o.Reason == ReasonForbidden {
+		b.o = Outcome{}
+	}
+}
+
 func (b *outcomeBox) get() Outcome {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -38,13 +38,11 @@ func NewRegistry(hooks func(connection string) Hooks, egressDeny []netip.Prefix)
 // is unchanged.
 func (r *Registry) Client(id string, cfg Config) (*Client, error) {
 	cfg.EgressDeny = r.egressDeny
-	fp := cfg.fingerprint(!cfg.staticTokenSwappable())
+	fp := cfg.fingerprint()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cur, ok := r.clients[id]; ok && cur.fingerprint == fp {
-		if cfg.staticTokenSwappable() {
-			cur.client.setToken(cfg.Token)
-		}
+		cur.client.SetToken(cfg.Token) // a no-op for a login (no static token)
 		return cur.client, nil
 	}
 	var h Hooks
