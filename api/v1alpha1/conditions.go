@@ -81,6 +81,11 @@ const (
 	// ReasonRotationFailed: the last rotation step failed; status.rotation.lastError says
 	// why. The current key still serves.
 	ReasonRotationFailed = "RotationFailed"
+	// ReasonListening: the receiver's hooks are answered at status.webhookPath.
+	ReasonListening = "Listening"
+	// ReasonListenerDisabled: the manager runs without its webhook listener (neither
+	// --webhook-cert-dir nor --webhook-allow-http): hooks cannot reach it.
+	ReasonListenerDisabled = "ListenerDisabled"
 )
 
 // Well-known annotations and labels.
@@ -173,6 +178,14 @@ const (
 	// PreviousKeySuffix is appended to the credential's key in the Secret to hold the key
 	// a rotation replaces until the new one is verified.
 	PreviousKeySuffix = "-previous"
+	// AnnotationLastRound on a RefreshReceiver is the last refresh round a hook caused
+	// ("<RFC 3339 time> <objects refreshed>"), written by whichever replica took the hook;
+	// the receiver's reconciler turns it into status.lastHandled, so status has one writer.
+	AnnotationLastRound = "keyferry.dev/last-round"
+	// RefreshFromHookPrefix starts the keyferry.dev/refresh value a hook's round writes:
+	// "hook/<receiver>@<RFC 3339 time of the round>". A binding takes any answer to a
+	// request sent after that time, so the bindings of one round share one pull.
+	RefreshFromHookPrefix = "hook/"
 	// FieldManager is the server-side apply field manager of every write keyferry makes.
 	FieldManager = "keyferry"
 	// FinalizerSignout lets a deleted connection sign its session out first.

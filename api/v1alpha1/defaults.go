@@ -162,6 +162,20 @@ func (c *VaultConnection) IsSuspended() bool { return c.Spec.Suspend }
 // IsSuspended says whether spec.suspend holds the object.
 func (c *ClusterVaultConnection) IsSuspended() bool { return c.Spec.Suspend }
 
+// IsSuspended says whether spec.suspend holds the object.
+func (r *RefreshReceiver) IsSuspended() bool { return r.Spec.Suspend }
+
+// StatusConditions are the status' conditions.
+func (s RefreshReceiverStatus) StatusConditions() []metav1.Condition { return s.Conditions }
+
+// GetKey returns the key of the receiver's shared secret, "token" when unset.
+func (r ReceiverSecretReference) GetKey() string {
+	if r.Key == "" {
+		return "token"
+	}
+	return r.Key
+}
+
 // StatusConditions are the status' conditions (what an Event on a Ready transition reads).
 func (s SecretBindingStatus) StatusConditions() []metav1.Condition { return s.Conditions }
 

@@ -27,6 +27,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&SecretBinding{}, &SecretBindingList{},
 		&ClusterSecretBinding{}, &ClusterSecretBindingList{},
 		&SecretPush{}, &SecretPushList{},
+		&RefreshReceiver{}, &RefreshReceiverList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -2,14 +2,12 @@ package connection
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/keyferry/keyferry/controllers/conditions"
+	"github.com/keyferry/keyferry/controllers/resolve"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
@@ -66,15 +64,15 @@ func authConfig(ctx context.Context, reader client.Reader, auth kf.AuthSpec, sec
 	case auth.Login != nil:
 		l := auth.Login
 		ns := secretNamespace(l.SecretRef.Namespace)
-		s, err := credentialSecret(ctx, reader, ns, l.SecretRef.Name)
+		s, err := resolve.CredentialSecret(ctx, reader, ns, l.SecretRef.Name)
 		if err != nil {
 			return nil, err
 		}
-		user, err := keyOf(s, "username")
+		user, err := resolve.CredentialKey(s, "username")
 		if err != nil {
 			return s, err
 		}
-		pass, err := keyOf(s, "password")
+		pass, err := resolve.CredentialKey(s, "password")
 		if err != nil {
 			return s, err
 		}
@@ -96,14 +94,14 @@ func authConfig(ctx context.Context, reader client.Reader, auth kf.AuthSpec, sec
 // that no read has verified yet (the previous key is still beside it), the previous key
 // serves: bindings never use an unproven key.
 func servingToken(ctx context.Context, reader client.Reader, namespace string, ref kf.SecretKeyReference, rotating bool) (*corev1.Secret, []byte, error) {
-	s, err := credentialSecret(ctx, reader, namespace, ref.Name)
+	s, err := resolve.CredentialSecret(ctx, reader, namespace, ref.Name)
 	if err != nil {
 		return nil, nil, err
 	}
 	if prev := s.Data[ref.Key+kf.PreviousKeySuffix]; rotating && len(prev) > 0 {
 		return s, prev, nil
 	}
-	b, err := keyOf(s, ref.Key)
+	b, err := resolve.CredentialKey(s, ref.Key)
 	return s, b, err
 }
 
@@ -136,40 +134,9 @@ func credentialKeys(o client.Object) []string {
 
 // secretKey reads one key of a Secret; a missing Secret or key is CredentialsNotFound.
 func secretKey(ctx context.Context, reader client.Reader, namespace, name, key string) ([]byte, error) {
-	s, err := credentialSecret(ctx, reader, namespace, name)
+	s, err := resolve.CredentialSecret(ctx, reader, namespace, name)
 	if err != nil {
 		return nil, err
 	}
-	return keyOf(s, key)
-}
-
-// credentialSecret reads a Secret that opted in as credentials; a missing or unlabelled
-// Secret is CredentialsNotFound.
-func credentialSecret(ctx context.Context, reader client.Reader, namespace, name string) (*corev1.Secret, error) {
-	if namespace == "" {
-		return nil, conditions.StalledErr(kf.ReasonInvalidSpec, "secretRef %s names no namespace", name)
-	}
-	s := &corev1.Secret{}
-	if err := reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, conditions.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s not found", namespace, name)
-		}
-		if apierrors.IsForbidden(err) {
-			return nil, conditions.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s cannot be read: %s", namespace, name, apierrors.ReasonForError(err))
-		}
-		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
-	}
-	if s.Labels[kf.LabelCredentials] != "true" {
-		return nil, conditions.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s is not labelled %s=true; label it to let keyferry use it as credentials", namespace, name, kf.LabelCredentials)
-	}
-	return s, nil
-}
-
-// keyOf returns one key of a credential Secret; a missing key is CredentialsNotFound.
-func keyOf(s *corev1.Secret, key string) ([]byte, error) {
-	v, ok := s.Data[key]
-	if !ok || len(v) == 0 {
-		return nil, conditions.StalledErr(kf.ReasonCredentialsNotFound, "Secret %s/%s has no key %q", s.Namespace, s.Name, key)
-	}
-	return v, nil
+	return resolve.CredentialKey(s, key)
 }
