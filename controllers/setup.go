@@ -6,6 +6,7 @@ package controllers
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"github.com/keyferry/keyferry/controllers/binding"
@@ -13,6 +14,7 @@ import (
 	"github.com/keyferry/keyferry/controllers/connection"
 	"github.com/keyferry/keyferry/controllers/consumers"
 	"github.com/keyferry/keyferry/controllers/push"
+	"github.com/keyferry/keyferry/controllers/receiver"
 	"github.com/keyferry/keyferry/controllers/workload"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -28,9 +30,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/shard"
 	"github.com/keyferry/keyferry/internal/trim"
 	"github.com/keyferry/keyferry/internal/vault"
+	"github.com/keyferry/keyferry/internal/webhook"
 )
 
 // Options configure the reconcilers.
@@ -49,10 +53,25 @@ type Options struct {
 	// RotationCrash, when set, is asked after each key rotation step; an error ends the
 	// pass there, as a killed manager would (tests).
 	RotationCrash func(conn kf.Connection, step string) error
+	// Webhook configures the hook listener (RefreshReceivers), served on every replica.
+	Webhook WebhookOptions
 	// Shard is the part of the namespaces this manager handles (its cache holds only
 	// those, see CacheOptions). ClusterVaultConnections are served by every shard; only
 	// shard 0 writes their status, so the shards do not overwrite each other's.
 	Shard shard.Shard
+}
+
+// WebhookOptions configure the listener RefreshReceivers' hooks reach. It is off unless
+// CertDir (TLS) or AllowHTTP is set; receivers then say ListenerDisabled.
+type WebhookOptions struct {
+	Addr      string
+	CertDir   string
+	AllowHTTP bool
+	// Limits replace the default rate limits (receiver.DefaultLimits).
+	Limits *webhook.Limits
+	// OnListen is told the listener's address; OnRound of every refresh round (tests).
+	OnListen func(net.Addr)
+	OnRound  func(receiver string, refreshed int, err error)
 }
 
 // SetupWithManager registers every keyferry reconciler with mgr, one small setup per kind.
@@ -66,9 +85,13 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.RestartDebounce <= 0 {
 		opts.RestartDebounce = 5 * time.Second
 	}
-	w := newWiring()
+	creds, err := newSelectedCache(mgr, &corev1.Secret{}, labels.SelectorFromSet(labels.Set{kf.LabelCredentials: "true"}))
+	if err != nil {
+		return err
+	}
+	w := newWiring(creds)
 	for _, setup := range []func(ctrl.Manager, Options, wiring) error{
-		setupConnections, setupWorkloads, setupClusterBindings, setupPushes, setupBindings,
+		setupConnections, setupWorkloads, setupClusterBindings, setupPushes, setupBindings, setupReceivers,
 	} {
 		if err := setup(mgr, opts, w); err != nil {
 			return err
@@ -79,13 +102,15 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 
 // wiring is what the reconcilers pass each other: the binding reconciler wakes a
 // connection's (a 401 or 403 seen), the connection's tells the bindings its client is
-// built. Buffered: a wake-up already queued is enough.
+// built. Buffered: a wake-up already queued is enough. The credentials cache is shared by
+// connections and receivers.
 type wiring struct {
 	wake, ready map[kf.ConnectionKind]chan event.GenericEvent
+	creds       cache.Cache
 }
 
-func newWiring() wiring {
-	return wiring{
+func newWiring(creds cache.Cache) wiring {
+	return wiring{creds: creds,
 		wake: map[kf.ConnectionKind]chan event.GenericEvent{
 			kf.ConnectionKindNamespaced: make(chan event.GenericEvent, 64), kf.ConnectionKindCluster: make(chan event.GenericEvent, 64)},
 		ready: map[kf.ConnectionKind]chan event.GenericEvent{
@@ -96,10 +121,7 @@ func newWiring() wiring {
 // setupConnections: VaultConnections and ClusterVaultConnections, reading credentials
 // from their own label-selected cache.
 func setupConnections(mgr ctrl.Manager, opts Options, w wiring) error {
-	creds, err := newSelectedCache(mgr, &corev1.Secret{}, labels.SelectorFromSet(labels.Set{kf.LabelCredentials: "true"}))
-	if err != nil {
-		return err
-	}
+	creds := w.creds
 	for _, kind := range []kf.ConnectionKind{kf.ConnectionKindNamespaced, kf.ConnectionKindCluster} {
 		r := &connection.Reconciler{Kind: kind, Wake: w.wake[kind], ClientReady: w.ready[kind],
 			Client: mgr.GetClient(), Registry: opts.Registry, Clock: opts.Clock,
@@ -173,6 +195,39 @@ func setupBindings(mgr ctrl.Manager, opts Options, w wiring) error {
 		r.Wake[kind], r.ClientReady[kind] = w.wake[kind], w.ready[kind]
 	}
 	return r.SetupWithManager(mgr, templates)
+}
+
+// setupReceivers: RefreshReceivers. The leader's reconciler writes their status; every
+// replica indexes them (from a cache of its own, whatever the shard: a hook may reach any
+// replica) and, with the listener on, answers hooks and runs the rounds they ask for.
+func setupReceivers(mgr ctrl.Manager, opts Options, w wiring) error {
+	srv := &webhook.Server{Addr: opts.Webhook.Addr, CertDir: opts.Webhook.CertDir, AllowHTTP: opts.Webhook.AllowHTTP, OnListen: opts.Webhook.OnListen}
+	r := &receiver.Reconciler{Client: mgr.GetClient(), Secrets: credentialReader{cache: w.creds, live: mgr.GetAPIReader()},
+		Clock: opts.Clock, Recorder: mgr.GetEventRecorder("keyferry"), ListenerEnabled: srv.Enabled()}
+	if err := r.SetupWithManager(mgr, w.creds); err != nil {
+		return err
+	}
+	if !srv.Enabled() {
+		return nil
+	}
+	receivers, err := newSelectedCache(mgr, &kf.RefreshReceiver{}, labels.Everything())
+	if err != nil {
+		return err
+	}
+	rounder := receiver.NewRounder(receivers, mgr.GetAPIReader(), mgr.GetClient(), opts.Clock)
+	rounder.Done = func(key string, n int, err error) {
+		metrics.WebhookRound(key, n, err)
+		if opts.Webhook.OnRound != nil {
+			opts.Webhook.OnRound(key, n, err)
+		}
+	}
+	delayed, ok := opts.Clock.(clock.WithDelayedExecution)
+	if !ok {
+		delayed = clock.RealClock{}
+	}
+	return mgr.Add(&receiver.Listener{Server: srv, Index: &receiver.Index{Receivers: receivers, Secrets: w.creds},
+		Receivers: receivers, Secrets: w.creds, Rounder: rounder, Limits: opts.Webhook.Limits, Clock: delayed,
+		Observe: metrics.WebhookRequest})
 }
 
 // CacheOptions caches only the Secrets keyferry writes (label keyferry.dev/binding) and the

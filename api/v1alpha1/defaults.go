@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -245,4 +246,24 @@ func (s *VaultConnectionSpec) GetCredentialExpiryWarning() time.Duration {
 		return DefaultCredentialExpiryWarning
 	}
 	return s.CredentialExpiryWarning.Duration
+}
+
+// HookRefreshValue is the keyferry.dev/refresh value a receiver's round at writes.
+func HookRefreshValue(receiver string, at time.Time) string {
+	return RefreshFromHookPrefix + receiver + "@" + at.UTC().Format(time.RFC3339Nano)
+}
+
+// HookRefreshTime is when the round that wrote a keyferry.dev/refresh value began, for
+// values a receiver wrote (HookRefreshValue).
+func HookRefreshTime(value string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(value, RefreshFromHookPrefix)
+	if !ok {
+		return time.Time{}, false
+	}
+	i := strings.LastIndexByte(rest, '@')
+	if i < 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, rest[i+1:])
+	return t, err == nil
 }

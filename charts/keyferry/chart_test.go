@@ -261,6 +261,35 @@ func TestValueSets(t *testing.T) {
 			t.Errorf("serviceAccountName %q", sa)
 		}
 	})
+	t.Run("the hook listener: TLS from a Secret, a Service, an Ingress for /hook/ only, a NetworkPolicy port", func(t *testing.T) {
+		if objs := render(t); len(objs["Ingress"]) != 0 || len(objs["Service"]) != 1 {
+			t.Errorf("off by default: %d Ingress, %d Services", len(objs["Ingress"]), len(objs["Service"]))
+		}
+		objs := render(t, "webhook.enabled=true", "webhook.tls.secretName=hooks-tls", "webhook.ingress.enabled=true",
+			"webhook.ingress.host=hooks.example", "networkPolicy.enabled=true")
+		args := managerArgs(t, objs)
+		if !slices.Contains(args, "--webhook-cert-dir=/etc/keyferry/webhook-tls") || !slices.Contains(args, "--webhook-allow-http=false") {
+			t.Errorf("args %v", args)
+		}
+		vols, _, _ := unstructured.NestedSlice(objs["Deployment"][0].Object, "spec", "template", "spec", "volumes")
+		if len(vols) != 1 || fmt.Sprint(vols[0].(map[string]any)["secret"]) != "map[secretName:hooks-tls]" {
+			t.Errorf("volumes %v", vols)
+		}
+		if len(objs["Service"]) != 2 || len(objs["Ingress"]) != 1 {
+			t.Fatalf("%d Services, %d Ingresses", len(objs["Service"]), len(objs["Ingress"]))
+		}
+		paths, _, _ := unstructured.NestedSlice(objs["Ingress"][0].Object, "spec", "rules")
+		if got := fmt.Sprint(paths); !strings.Contains(got, "path:/hook/") || !strings.Contains(got, "host:hooks.example") {
+			t.Errorf("ingress rules %s", got)
+		}
+		if got := fmt.Sprint(objs["NetworkPolicy"][0].Object["spec"]); !strings.Contains(got, "port:9443") {
+			t.Errorf("network policy %s", got)
+		}
+		// Enabled with neither TLS nor plain HTTP allowed is refused, not silently off.
+		if _, err := helm(t, "template", "kf", ".", "--set", "webhook.enabled=true"); err == nil {
+			t.Error("webhook.enabled without TLS or allowHTTP rendered")
+		}
+	})
 	t.Run("the schema refuses bad values", func(t *testing.T) {
 		for _, bad := range []string{"replicaCount=-1", "image.pullPolicy=Sometimes", "manager.credentialsPollInterval=often", "unknownValue=1"} {
 			if _, err := helm(t, "template", "kf", ".", "--set", bad); err == nil {

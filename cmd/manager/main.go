@@ -40,6 +40,8 @@ type options struct {
 	metricsSecure                     bool
 	restartDebounce                   time.Duration
 	minRotationInterval               time.Duration
+	webhookAddr, webhookCertDir       string
+	webhookAllowHTTP                  bool
 }
 
 func main() {
@@ -65,6 +67,9 @@ func main() {
 	flag.DurationVar(&o.restartDebounce, "restart-debounce", 5*time.Second, "Changes of the Secrets one workload consumes within this window cause one restart.")
 	flag.StringVar(&o.egressDeny, "egress-deny-cidrs", vault.DefaultEgressDeny, "Comma-separated CIDRs no provider request may reach (checked on the resolved address, redirects included); empty allows every address. The default denies link-local, loopback, 0.0.0.0/8 and cloud metadata addresses.")
 	zapOpts := zap.Options{}
+	flag.StringVar(&o.webhookAddr, "webhook-bind-address", ":9443", "Address the RefreshReceiver hook listener binds to (every replica serves it).")
+	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the hook listener (a mounted Secret, e.g. cert-manager's; reloaded when they change). Without it (and without --webhook-allow-http) the listener is off.")
+	flag.BoolVar(&o.webhookAllowHTTP, "webhook-allow-http", false, "Serve the hook listener over plain HTTP when no --webhook-cert-dir is given: for local development or behind an ingress that terminates TLS.")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -135,6 +140,7 @@ func run(o options) error {
 		RestartDebounce:         o.restartDebounce,
 		MinRotationInterval:     o.minRotationInterval,
 		Shard:                   o.shard,
+		Webhook:                 controllers.WebhookOptions{Addr: o.webhookAddr, CertDir: o.webhookCertDir, AllowHTTP: o.webhookAllowHTTP},
 	}); err != nil {
 		return err
 	}

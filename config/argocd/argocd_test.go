@@ -14,7 +14,7 @@ import (
 	"github.com/keyferry/keyferry/internal/dev/luascript"
 )
 
-var kinds = []string{"SecretBinding", "VaultConnection", "ClusterVaultConnection", "ClusterSecretBinding", "SecretPush"}
+var kinds = []string{"SecretBinding", "VaultConnection", "ClusterVaultConnection", "ClusterSecretBinding", "SecretPush", "RefreshReceiver"}
 
 func readYAML(t *testing.T, path string, into any) {
 	t.Helper()

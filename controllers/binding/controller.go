@@ -137,7 +137,13 @@ func (r *Reconciler) pass(ctx context.Context, b *kf.SecretBinding, now time.Tim
 	if v := b.Annotations[kf.AnnotationRefresh]; v != "" && v != b.Status.LastHandledRefresh && !r.memory.refreshHandled(key, v) {
 		// Only the answer to a request sent after the refresh was asked for handles it.
 		o.refresh = v
-		want.NotBefore = r.memory.refreshAsked(key, v, now)
+		asked := now
+		if at, ok := kf.HookRefreshTime(v); ok && at.Before(now) {
+			// A hook's round: any answer to a request sent after the round began will do,
+			// so the bindings it marked share one pull.
+			asked = at
+		}
+		want.NotBefore = r.memory.refreshAsked(key, v, asked)
 	}
 	srcs := sources(b) // once per pass: the lending rule and the fetches read the same
 	c, conn, err := r.connectionClient(ctx, b, srcs)

@@ -49,7 +49,8 @@ func reasonConstants(t *testing.T, file string) map[string]string {
 var keyferryOwnReasons = []string{kf.ReasonSynced, kf.ReasonAuthenticated, kf.ReasonProgressing,
 	kf.ReasonCredentialsNotFound, kf.ReasonConnectionNotReady, kf.ReasonTargetConflict, kf.ReasonTooLarge,
 	kf.ReasonConflict, kf.ReasonBindingsNotReady, kf.ReasonSourceNotFound,
-	kf.ReasonCredentialValid, kf.ReasonCredentialExpiring, kf.ReasonCredentialTooOld, kf.ReasonRotating, kf.ReasonRotationFailed}
+	kf.ReasonCredentialValid, kf.ReasonCredentialExpiring, kf.ReasonCredentialTooOld, kf.ReasonRotating, kf.ReasonRotationFailed,
+	kf.ReasonListening, kf.ReasonListenerDisabled}
 
 func TestEveryReasonIsMappedOnBothSides(t *testing.T) {
 	vaultConsts := reasonConstants(t, filepath.Join("..", "..", "internal", "vault", "errors.go"))

@@ -48,6 +48,14 @@ var (
 		Name: "keyferry_credential_expiry_timestamp_seconds",
 		Help: "When a connection's credential lapses (Unix seconds), for credentials whose lapse is known (a Keyway key's expiresAt, a bearer JWT's exp).",
 	}, []string{"connection"})
+	webhookRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyferry_webhook_requests_total",
+		Help: "Calls to the webhook listener, by receiver (namespace/name; empty when the path is unknown) and result (accepted, merged into a pending round, ping, suspended, or the check that refused it: unknown-path, bad-signature, missing-signature, stale, replay, too-large, rate-limited, method).",
+	}, []string{"receiver", "result"})
+	webhookRounds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyferry_webhook_rounds_total",
+		Help: "Refresh rounds valid hooks caused, by receiver and result (ok, failed).",
+	}, []string{"receiver", "result"})
 	writes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyferry_secret_writes_total",
 		Help: "Target Secret decisions after a fetch: applied (written) or unchanged (skipped, the keyed digest matched).",
@@ -55,7 +63,7 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(providerRequests, fetches, heldBack, heldSeconds, syncs, writes, bindings, restarts, credentialExpiry)
+	ctrlmetrics.Registry.MustRegister(providerRequests, fetches, heldBack, heldSeconds, syncs, writes, bindings, restarts, credentialExpiry, webhookRequests, webhookRounds)
 	// Series exist from the start (at 0), so rate() and dashboards work before the first event.
 	writes.WithLabelValues("applied")
 	writes.WithLabelValues("unchanged")
@@ -154,4 +162,16 @@ func BindingReason(binding, reason string) {
 	}
 	bindingReasons.m[binding] = reason
 	bindings.WithLabelValues(reason).Inc()
+}
+
+// WebhookRequest counts one call to the webhook listener.
+func WebhookRequest(receiver, result string) { webhookRequests.WithLabelValues(receiver, result).Inc() }
+
+// WebhookRound counts one refresh round.
+func WebhookRound(receiver string, _ int, err error) {
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	webhookRounds.WithLabelValues(receiver, result).Inc()
 }
