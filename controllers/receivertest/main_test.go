@@ -49,8 +49,8 @@ const (
 )
 
 var (
-	k8s     client.WithWatch
-	dev     *devvault.Server
+	k8s      client.WithWatch
+	dev      *devvault.Server
 	vaultURL string
 	hookURL  string
 	hooks    *http.Client
