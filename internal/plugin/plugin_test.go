@@ -5,7 +5,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +26,7 @@ import (
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
 	"github.com/keyferry/keyferry/internal/dev/testenv"
+	"github.com/keyferry/keyferry/internal/webhook"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -153,6 +156,19 @@ func shop(t *testing.T) {
 			cond(kf.ConditionReconciling, metav1.ConditionTrue, kf.ReasonRateLimited, "pull: HTTP 429 with retry-after 120s: Rate limit exceeded", t0.Add(-30*time.Second))}}
 	setStatus(t, limited)
 	binding("fresh", "production")
+	ci := &kf.RefreshReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "ci"}, Spec: kf.RefreshReceiverSpec{
+		Type: kf.ReceiverTypeGitHub, SecretRef: kf.ReceiverSecretReference{Name: "hook"}, Selector: metav1.LabelSelector{MatchLabels: map[string]string{"team": "shop"}}}}
+	create(t, ci)
+	ci.Status = kf.RefreshReceiverStatus{ObservedGeneration: 1, WebhookPath: "/hook/" + strings.Repeat("ab", 32),
+		LastHandled: &kf.ReceiverRound{Time: *mt(-2 * time.Minute), Refreshed: 4},
+		Conditions:  []metav1.Condition{cond(kf.ConditionReady, metav1.ConditionTrue, kf.ReasonListening, "POST github hooks to status.webhookPath", t0.Add(-time.Hour))}}
+	setStatus(t, ci)
+	off := &kf.RefreshReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "nightly"}, Spec: kf.RefreshReceiverSpec{
+		Type: kf.ReceiverTypeGenericHMAC, SecretRef: kf.ReceiverSecretReference{Name: "hook"}, Selector: metav1.LabelSelector{MatchLabels: map[string]string{"team": "other"}}}}
+	create(t, off)
+	off.Status = kf.RefreshReceiverStatus{ObservedGeneration: 1, Conditions: []metav1.Condition{
+		cond(kf.ConditionReady, metav1.ConditionFalse, kf.ReasonListenerDisabled, "this keyferry runs without its webhook listener", t0.Add(-time.Hour))}}
+	setStatus(t, off)
 
 	// The Secrets: payments' written by keyferry, checkout's then edited by hand.
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "payments"}, Data: map[string][]byte{"A": []byte("1")}})
@@ -330,5 +346,38 @@ func TestAdviceMatchesTheREADME(t *testing.T) {
 		if !strings.Contains(string(raw), fmt.Sprintf("| `%s` | %s |", reason, advice)) {
 			t.Errorf("README lacks the row for %s: | `%s` | %s |", reason, reason, advice)
 		}
+	}
+}
+
+// hook signs as each receiver type verifies, reads the secret from a file (a trailing
+// newline is not part of it), and exits non-zero with advice on a refusal.
+func TestHookSignsAsEachTypeVerifies(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef"
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []kf.ReceiverType{kf.ReceiverTypeGenericHMAC, kf.ReceiverTypeGitHub, kf.ReceiverTypeToken} {
+		var verr error
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			_, verr = webhook.Verify(webhook.Kind(kind), []byte(secret), webhook.Call{Header: r.Header, Body: body, Now: time.Now()})
+			if verr != nil {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			w.WriteHeader(http.StatusAccepted)
+		}))
+		out, code := run(t, nil, "hook", srv.URL+"/hook/x", "--secret-file", file, "--type", string(kind))
+		if code != 0 || verr != nil || !strings.Contains(out, "202") {
+			t.Errorf("%s: exit %d, verify %v\n%s", kind, code, verr, out)
+		}
+		wrong := filepath.Join(t.TempDir(), "wrong")
+		_ = os.WriteFile(wrong, []byte("not-the-secret-at-all"), 0o600)
+		out, code = run(t, nil, "hook", srv.URL+"/hook/x", "--secret-file", wrong, "--type", string(kind))
+		if code == 0 || !strings.Contains(out, "401: the signature was refused") {
+			t.Errorf("%s with the wrong secret: exit %d\n%s", kind, code, out)
+		}
+		srv.Close()
 	}
 }

@@ -52,13 +52,14 @@ and refreshes, suspends or resumes many of them at once.`,
 		Example: `  kubectl keyferry status -A
   kubectl keyferry why payments -n shop
   kubectl keyferry refresh --connection keyway -n shop --wait
-  kubectl keyferry suspend sb payments -n shop`,
+  kubectl keyferry suspend sb payments -n shop
+  kubectl keyferry hook https://hooks.example.com/hook/... --secret-file ./secret`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	o.Flags.AddFlags(cmd.PersistentFlags())
 	cmd.AddCommand(newStatusCommand(o), newWhyCommand(o), newRefreshCommand(o),
-		newSuspendCommand(o, true), newSuspendCommand(o, false))
+		newSuspendCommand(o, true), newSuspendCommand(o, false), newHookCommand(o))
 	return cmd
 }
 

@@ -21,6 +21,8 @@ type Report struct {
 	Ready       int              `json:"ready"`
 	Failing     int              `json:"failing"`
 	Tree        []ConnectionNode `json:"tree"`
+	// Receivers are the RefreshReceivers of the namespaces shown.
+	Receivers []ReceiverNode `json:"receivers,omitempty"`
 }
 
 // ConnectionNode is a connection and the selected bindings that use it.
@@ -189,6 +191,16 @@ func (o *Options) report(cmd *cobra.Command, s selection) (*Report, error) {
 	}
 	slices.SortStableFunc(r.Tree, func(a, b ConnectionNode) int { return boolOrder(a.failing(), b.failing()) })
 	r.Connections, r.Bindings = len(r.Tree), len(bs)
+	rrs, err := receivers(ctx, c, s.namespace)
+	if err != nil {
+		return nil, err
+	}
+	for i := range rrs {
+		r.Receivers = append(r.Receivers, receiverNode(&rrs[i]))
+	}
+	slices.SortFunc(r.Receivers, func(a, b ReceiverNode) int {
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
 	return r, nil
 }
 
@@ -248,6 +260,19 @@ func writeTree(w io.Writer, r *Report, now time.Time, wide, color bool) {
 				readers = "read by " + strings.Join(b.Workloads, ", ")
 			}
 			fmt.Fprintf(w, "%s   └─ Secret %s: %s\n", stem, b.Secret, readers)
+		}
+	}
+	if len(r.Receivers) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range r.Receivers {
+			line := mark(n.Ready) + " " + describeReceiver(n, now)
+			if wide && n.WebhookPath != "" {
+				line += "  " + n.WebhookPath
+			}
+			if (n.Ready != "True" || wide) && n.Message != "" {
+				line += "\n   " + n.Message
+			}
+			fmt.Fprintln(w, line)
 		}
 	}
 }

@@ -96,6 +96,12 @@ func why(ctx context.Context, c client.Client, w io.Writer, key types.Namespaced
 
 	writeRender(w, b, ready)
 
+	rrs, err := receivers(ctx, c, b.Namespace)
+	if err != nil {
+		return err
+	}
+	writeReceiversOf(w, rrs, b, now)
+
 	fmt.Fprintln(w, "\nWaiting for")
 	fmt.Fprintf(w, "  %s\n", waitingFor(b, ready, now))
 
