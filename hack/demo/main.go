@@ -124,10 +124,12 @@ Poke at it (the dev vault and this control plane are throwaway and local):
   %[2]s annotate sb payments -n demo keyferry.dev/refresh="$(date +%%s)" --overwrite
   %[2]s get secret payments-env -n demo -o yaml
   curl %[3]s/debug/counts        # requests the dev vault served, per endpoint
+  %[2]s get rr ci -n demo           # hooks go to %[5]s + its status.webhookPath (README: "Refresh from CI";
+                                    # the demo's secret is %[6]s)
   tail -f %[4]s
 
 Ctrl-C stops everything this command started.
-`, st.Kubeconfig, st.KubectlBin, st.VaultURL, st.ManagerLog)
+`, st.Kubeconfig, st.KubectlBin, st.VaultURL, st.ManagerLog, st.HookURL, localstack.DemoCredentials["hook"])
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "\n[keyferry] stopping")
 	return nil

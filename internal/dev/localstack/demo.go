@@ -27,6 +27,8 @@ var DemoCredentials = map[string]string{
 	"stash":        "stash-demo-key",
 	"user":         "ops@example.com",
 	"password":     "demo-password",
+	// hook signs the demo's RefreshReceiver calls.
+	"hook": "demo-hook-secret-0000000000000000",
 }
 
 // DemoManifests returns connections for every provider of the dev vault and bindings that
@@ -37,7 +39,7 @@ func (s *Stack) DemoManifests() string {
 	err := demoTemplate.Execute(&b, demoFields{
 		Namespace: DemoNamespace, TeamLabel: DemoTeamLabel, ClusterBinding: DemoClusterBinding,
 		KeywayToken: DemoCredentials["keyway"], KeywayAdminKey: DemoCredentials["keyway-admin"], KeymintToken: DemoCredentials["keymint"], StashKey: DemoCredentials["stash"],
-		User: DemoCredentials["user"], Password: DemoCredentials["password"],
+		User: DemoCredentials["user"], Password: DemoCredentials["password"], HookSecret: DemoCredentials["hook"],
 		KeywayURL: url("keyway"), KeystashURL: url("keystash"), StashURL: url("stash"),
 		KnowledgeStackURL: url("knowledgestack"), KeymintURL: url("keymint"),
 	})
@@ -56,6 +58,7 @@ var demoTemplate = template.Must(template.New("demo").Option("missingkey=error")
 type demoFields struct {
 	Namespace, TeamLabel, ClusterBinding                                string
 	KeywayToken, KeywayAdminKey, KeymintToken, StashKey, User, Password string
+	HookSecret                                                          string
 	KeywayURL, KeystashURL, StashURL, KnowledgeStackURL, KeymintURL     string
 }
 

@@ -65,6 +65,8 @@ type Stack struct {
 	ManagerLog string
 	// MetricsURL is the manager's metrics endpoint while it runs.
 	MetricsURL string
+	// HookURL is the manager's hook listener (RefreshReceivers) while it runs.
+	HookURL string
 
 	mu                sync.Mutex
 	vault             *exec.Cmd
@@ -299,7 +301,7 @@ func (s *Stack) StartManager(extraArgs ...string) error {
 	if err != nil {
 		return err
 	}
-	s.manager, s.MetricsURL = r.cmd, r.MetricsURL
+	s.manager, s.MetricsURL, s.HookURL = r.cmd, r.MetricsURL, r.HookURL
 	return nil
 }
 
@@ -308,6 +310,8 @@ type Replica struct {
 	cmd *exec.Cmd
 	// MetricsURL is its plain-HTTP metrics endpoint.
 	MetricsURL string
+	// HookURL is its hook listener (plain HTTP on loopback), without a path.
+	HookURL string
 }
 
 // Stop ends the replica (SIGTERM, then SIGKILL after 10s).
@@ -337,9 +341,16 @@ func (s *Stack) launch(extraArgs []string) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	hooks, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	// The hook listener on loopback over plain HTTP: a local stack has no ingress to
+	// terminate TLS, and nothing outside this machine can reach it.
 	args := append([]string{"--namespace", "keyferry-system", "--egress-deny-cidrs", LocalEgressDeny,
 		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metrics),
-		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(probes)}, s.opts.ManagerArgs...)
+		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(probes),
+		"--webhook-bind-address", "127.0.0.1:" + strconv.Itoa(hooks), "--webhook-allow-http"}, s.opts.ManagerArgs...)
 	args = append(args, extraArgs...)
 	logFile, err := os.OpenFile(s.ManagerLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -351,7 +362,7 @@ func (s *Stack) launch(extraArgs []string) (*Replica, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	r := &Replica{cmd: cmd, MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics)}
+	r := &Replica{cmd: cmd, MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics), HookURL: fmt.Sprintf("http://127.0.0.1:%d", hooks)}
 	if err := waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/healthz", probes), 30*time.Second); err != nil {
 		stopProcess(cmd)
 		return nil, err
