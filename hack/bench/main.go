@@ -48,6 +48,10 @@ type params struct {
 	backlog       int
 	fanout        bool
 	templates     bool
+	hooks         bool
+	trials        int
+	floodRate     int
+	floodFor      time.Duration
 }
 
 func main() {
@@ -70,8 +74,23 @@ func main() {
 	flag.IntVar(&p.backlog, "backlog", 0, "noisy-neighbour mode: and right after M bindings of another namespace were created at once")
 	flag.BoolVar(&p.fanout, "fanout", false, "fan-out mode: N namespaces given one binding each, by N SecretBindings and by one ClusterSecretBinding, on one ClusterVaultConnection")
 	flag.BoolVar(&p.templates, "templates", false, "every binding renders a kubernetes.io/dockerconfigjson Secret and a config.json (sprig functions) from its values")
+	flag.BoolVar(&p.hooks, "hooks", false, "RefreshReceiver mode: hook → N Secrets updated (p50/p99) against annotating every binding, then the manager's CPU under a flood of invalid hooks")
+	flag.IntVar(&p.trials, "trials", 40, "hooks mode: vault changes, half refreshed by a hook, half by annotations")
+	flag.IntVar(&p.floodRate, "flood-rate", 1000, "hooks mode: invalid hooks a second")
+	flag.DurationVar(&p.floodFor, "flood-for", 10*time.Second, "hooks mode: how long the flood lasts")
 	header := flag.Bool("header", false, "print the table header first")
 	flag.Parse()
+	if p.hooks {
+		if *header {
+			fmt.Println("| bindings | trials | hook → all Secrets p50 (ms) | p99 (ms) | annotate all → all Secrets p50 (ms) | p99 (ms) | pulls per hook | invalid hooks/s | manager CPU idle | under the flood | writes during the flood | pulls during the flood |")
+			fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
+		}
+		if err := runHooks(p); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if p.fanout {
 		if *header {
 			fmt.Println("| namespaces | shards | plain bindings ready (s) | pulls first sync | pulls per interval | ClusterSecretBinding ready (s) | pulls first sync | pulls per interval | ratio |")

@@ -32,11 +32,13 @@ func main() {
 	caFile := flag.String("ca", "", "a PEM CA file: -get verifies the server against it")
 	certFile := flag.String("tls-cert", "", "serve HTTPS with this certificate file (read at every handshake)")
 	keyFile := flag.String("tls-key", "", "the private key file of -tls-cert")
+	method := flag.String("method", http.MethodGet, "the method of -get's requests (POST: a hook)")
+	serverName := flag.String("server-name", "", "the name -get verifies the server's certificate for (default: the URL's host)")
 	flag.Parse()
 	var last atomic.Value
 	last.Store("none yet")
 	if *get != "" {
-		go probe(*get, *token, *caFile, &last)
+		go probe(request{url: *get, method: *method, tokenFile: *token, caFile: *caFile, serverName: *serverName}, &last)
 	}
 	show := func() string {
 		var b strings.Builder
@@ -69,20 +71,26 @@ func main() {
 	log.Fatal(srv.ListenAndServe())
 }
 
-// probe fetches url every second and stores the answer's status (and, verifying against
-// caFile, the serial of the server's certificate).
-func probe(url, tokenFile, caFile string, last *atomic.Value) {
+// request is what probe sends.
+type request struct {
+	url, method, tokenFile, caFile, serverName string
+}
+
+// probe sends r every second and stores the answer's status (and, verifying against
+// its CA file, the serial of the server's certificate).
+func probe(r request, last *atomic.Value) {
+	url, tokenFile, caFile := r.url, r.tokenFile, r.caFile
 	tlsCfg := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // without -ca: a test probe of authorization, not of TLS
 	for {
 		if caFile != "" {
 			// Read at every request: the CA may come from a volume that changes.
 			pool := x509.NewCertPool()
 			if pemCA, err := os.ReadFile(caFile); err == nil && pool.AppendCertsFromPEM(pemCA) {
-				tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+				tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: r.serverName}
 			}
 		}
 		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}}
-		req, err := http.NewRequest(http.MethodGet, url, nil)
+		req, err := http.NewRequest(r.method, url, nil)
 		if err == nil {
 			if tok, err := os.ReadFile(tokenFile); tokenFile != "" && err == nil {
 				req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))

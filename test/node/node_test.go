@@ -65,9 +65,16 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The hook listener over TLS from a kubernetes.io/tls Secret, as cert-manager would
+	// leave it (the pods mount it, so it comes first).
+	if hooksCA, err = hookCertificate(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	for _, args := range [][]string{
 		{"install", "keyferry", filepath.Join(root, "charts", "keyferry"), "--namespace", "keyferry-system", "--create-namespace",
-			"--set", "image.repository=keyferry", "--set", "image.tag=dev", "--set", "image.pullPolicy=Never", "--wait", "--timeout", "3m"},
+			"--set", "image.repository=keyferry", "--set", "image.tag=dev", "--set", "image.pullPolicy=Never",
+			"--set", "webhook.enabled=true", "--set", "webhook.tls.secretName=" + hooksTLSSecret, "--wait", "--timeout", "3m"},
 		{"upgrade", "keyferry", filepath.Join(root, "charts", "keyferry"), "-n", "keyferry-system", "--reuse-values",
 			"--set", "replicaCount=2", "--set", "podDisruptionBudget.enabled=true", "--wait", "--timeout", "3m"},
 	} {
