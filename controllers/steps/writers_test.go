@@ -20,6 +20,7 @@ func TestStatusWritesGoThroughOnePatcher(t *testing.T) {
 		"push":           "sp.Status",
 		"clusterbinding": "c.Status",
 		"connection":     "conn.ConnectionStatus()",
+		"receiver":       "rr.Status",
 	}
 	root := filepath.Join("..", "..")
 	patchers := map[string]int{}
