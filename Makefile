@@ -7,6 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 HELM_VERSION ?= v3.22.0
+CYCLONEDX_VERSION ?= v1.10.0
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
@@ -58,8 +59,8 @@ control-plane: ## Build (once per machine) the local kube-apiserver, etcd and ku
 	@hack/build-control-plane.sh >/dev/null
 
 .PHONY: test
-test: manifests generate fmt vet helm ## Run all tests, integration tests on a real local apiserver.
-	KUBEBUILDER_ASSETS="$$(hack/build-control-plane.sh)" HELM="$(HELM)" go test $(GO_TEST_FLAGS) ./...
+test: manifests generate fmt vet helm cyclonedx ## Run all tests, integration tests on a real local apiserver.
+	KUBEBUILDER_ASSETS="$$(hack/build-control-plane.sh)" HELM="$(HELM)" CYCLONEDX="$(LOCALBIN)/cyclonedx-gomod" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: kubectl-plugin
 kubectl-plugin: ## Build the kubectl plugin into ./bin/kubectl-keyferry (put ./bin on PATH: kubectl keyferry ...).
@@ -130,6 +131,10 @@ image: ## Build the images as archives for `docker load` / `ctr images import`, 
 	go run ./hack/image -cmd ./hack/testapp -tag keyferry-testapp:dev -version $(VERSION) -out $(LOCALBIN)/keyferry-testapp.tar
 	go run ./hack/image -cmd ./hack/pause -tag keyferry-pause:dev -version $(VERSION) -out $(LOCALBIN)/keyferry-pause.tar
 
+.PHONY: release
+release: helm cyclonedx ## Write release VERSION=vX.Y.Z into dist/ (offline; refuses a dirty tree): image indexes for amd64 and arm64, binaries, SBOM, the chart pinned by digest, checksums, notes.
+	go run ./hack/release -version $(VERSION) -out dist -helm $(HELM) -cyclonedx $(LOCALBIN)/cyclonedx-gomod
+
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
 	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
@@ -169,6 +174,12 @@ helm: $(LOCALBIN) ## Install helm into bin/ (pinned, built from its Go module: n
 		echo "building helm $(HELM_VERSION) from its Go module (once per machine)"; \
 		GOBIN=$(LOCALBIN) go install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION) && \
 		touch $(LOCALBIN)/.helm-$(HELM_VERSION); }
+
+.PHONY: cyclonedx
+cyclonedx: $(LOCALBIN) ## Install cyclonedx-gomod (SBOMs) into bin/ (pinned).
+	@test -x $(LOCALBIN)/cyclonedx-gomod -a -f $(LOCALBIN)/.cyclonedx-$(CYCLONEDX_VERSION) || { \
+		GOBIN=$(LOCALBIN) go install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_VERSION) && \
+		touch $(LOCALBIN)/.cyclonedx-$(CYCLONEDX_VERSION); }
 
 .PHONY: golangci-lint
 golangci-lint: $(LOCALBIN) ## Install golangci-lint into bin/.

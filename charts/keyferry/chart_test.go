@@ -290,6 +290,17 @@ func TestValueSets(t *testing.T) {
 			t.Error("webhook.enabled without TLS or allowHTTP rendered")
 		}
 	})
+	t.Run("a release pins the image by digest", func(t *testing.T) {
+		d := "sha256:" + strings.Repeat("ab", 32)
+		objs := render(t, "image.repository=registry.example/keyferry", "image.digest="+d, "image.tag=ignored")
+		containers, _, _ := unstructured.NestedSlice(objs["Deployment"][0].Object, "spec", "template", "spec", "containers")
+		if img := containers[0].(map[string]any)["image"]; img != "registry.example/keyferry@"+d {
+			t.Errorf("image %v", img)
+		}
+		if _, err := helm(t, "template", "kf", ".", "--set", "image.digest=latest"); err == nil {
+			t.Error("a digest that is not sha256:<hex> was accepted")
+		}
+	})
 	t.Run("the schema refuses bad values", func(t *testing.T) {
 		for _, bad := range []string{"replicaCount=-1", "image.pullPolicy=Sometimes", "manager.credentialsPollInterval=often", "unknownValue=1"} {
 			if _, err := helm(t, "template", "kf", ".", "--set", bad); err == nil {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/keyferry/keyferry/hack/internal/ociimage"
 )
 
 // dockerfileFinal reads the USER and ENTRYPOINT of the Dockerfile's last stage.
@@ -52,7 +54,7 @@ func testImage(t *testing.T) ([]byte, string) {
 	if err := os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	img, err := assemble(bin, "/manager", ca)
+	img, err := ociimage.Assemble(bin, "/manager", ca, "amd64")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +107,7 @@ func TestImageMatchesTheDockerfile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(epoch) {
+		if h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(ociimage.Epoch) {
 			t.Errorf("%s: owner %d:%d, time %s", h.Name, h.Uid, h.Gid, h.ModTime)
 		}
 		if h.Typeflag == tar.TypeReg {
