@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +24,9 @@ import (
 // maxConcurrentRounds bounds the rounds in progress on one replica, whatever the number
 // of receivers: each costs two lists and a patch per object marked.
 const maxConcurrentRounds = 4
+
+// patchesInFlight bounds one round's concurrent merge patches.
+const patchesInFlight = 8
 
 // Rounder runs the round a valid hook asked for: it lists the SecretBindings and
 // SecretPushes of the receiver's own namespace that its selector picks (metadata only,
@@ -77,36 +83,47 @@ func (r *Rounder) round(ctx context.Context, key string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
+	var n atomic.Int32
 	for _, kind := range []string{"SecretBinding", "SecretPush"} {
 		list := &metav1.PartialObjectMetadataList{}
 		list.SetGroupVersionKind(kf.GroupVersion.WithKind(kind + "List"))
 		// The receiver's own namespace, always: a selector cannot reach another.
 		if err := r.Lister.List(ctx, list, client.InNamespace(rr.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-			return n, fmt.Errorf("listing %ss of receiver %s: %w", kind, key, err)
+			return int(n.Load()), fmt.Errorf("listing %ss of receiver %s: %w", kind, key, err)
 		}
+		// A few patches at a time: a round over many bindings ends sooner, and still
+		// leaves the manager's API budget to everything else.
+		var g errgroup.Group
+		g.SetLimit(patchesInFlight)
 		for i := range list.Items {
 			obj := &list.Items[i]
 			obj.SetGroupVersionKind(kf.GroupVersion.WithKind(kind))
-			if err := r.Writer.Patch(ctx, obj, mark); err != nil {
-				if apierrors.IsNotFound(err) {
-					continue
+			g.Go(func() error {
+				if err := r.Writer.Patch(ctx, obj, mark); err != nil {
+					if apierrors.IsNotFound(err) {
+						return nil
+					}
+					return fmt.Errorf("marking %s %s/%s for refresh: %w", kind, obj.Namespace, obj.Name, err)
 				}
-				return n, fmt.Errorf("marking %s %s/%s for refresh: %w", kind, obj.Namespace, obj.Name, err)
-			}
-			n++
+				n.Add(1)
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return int(n.Load()), err
 		}
 	}
-	done, err := refreshPatch(kf.AnnotationLastRound, at.UTC().Format(time.RFC3339Nano)+" "+strconv.Itoa(n))
+	count := int(n.Load())
+	done, err := refreshPatch(kf.AnnotationLastRound, at.UTC().Format(time.RFC3339Nano)+" "+strconv.Itoa(count))
 	if err != nil {
-		return n, err
+		return count, err
 	}
 	meta := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	meta.SetGroupVersionKind(kf.GroupVersion.WithKind("RefreshReceiver"))
 	if err := r.Writer.Patch(ctx, meta, done); err != nil {
-		return n, client.IgnoreNotFound(fmt.Errorf("recording the round on receiver %s: %w", key, err))
+		return count, client.IgnoreNotFound(fmt.Errorf("recording the round on receiver %s: %w", key, err))
 	}
-	return n, nil
+	return count, nil
 }
 
 // refreshPatch is a merge patch of one annotation.

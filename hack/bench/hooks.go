@@ -88,7 +88,7 @@ func runHooks(p params) error {
 	url := st.HookURL + rr.Status.WebhookPath
 
 	var byHook, byAnnotation []time.Duration
-	hookPulls := 0
+	hookPulls, annotationPulls := 0, 0
 	for i := range p.trials {
 		value := fmt.Sprintf("trial-%d", i)
 		before := counts(st)["keyway.pull"]
@@ -110,6 +110,7 @@ func runHooks(p params) error {
 			hookPulls += counts(st)["keyway.pull"] - before
 		} else {
 			byAnnotation = append(byAnnotation, took)
+			annotationPulls += counts(st)["keyway.pull"] - before
 		}
 		time.Sleep(1100 * time.Millisecond) // the receiver's next round may start
 	}
@@ -127,9 +128,10 @@ func runHooks(p params) error {
 	wrote := writes()
 	pulls := counts(st)["keyway.pull"] - before["keyway.pull"]
 	fmt.Fprintf(os.Stderr, "flood: %d sent, %d refused; manager CPU %.2f s idle, %.2f s flooded over %v\n", sent.Load(), refused.Load(), idle, flood, p.floodFor)
-	fmt.Printf("| %d | %d | %s | %s | %s | %s | %.1f | %.0f | %.1f%% | %.1f%% | %d | %d |\n", p.n, p.trials,
-		ms(percentile(byHook, 50)), ms(percentile(byHook, 99)), ms(percentile(byAnnotation, 50)), ms(percentile(byAnnotation, 99)),
-		float64(hookPulls)/float64(len(byHook)), float64(sent.Load())/p.floodFor.Seconds(),
+	fmt.Printf("| %d | %d | %s | %s | %.1f | %s | %s | %.1f | %.0f | %.1f%% | %.1f%% | %d | %d |\n", p.n, p.trials,
+		ms(percentile(byHook, 50)), ms(percentile(byHook, 99)), float64(hookPulls)/float64(len(byHook)),
+		ms(percentile(byAnnotation, 50)), ms(percentile(byAnnotation, 99)), float64(annotationPulls)/float64(len(byAnnotation)),
+		float64(sent.Load())/p.floodFor.Seconds(),
 		100*idle/p.floodFor.Seconds(), 100*flood/p.floodFor.Seconds(), wrote, pulls)
 	return nil
 }
@@ -277,8 +279,14 @@ func countWrites(ctx context.Context, c client.WithWatch) (func() int, error) {
 		}
 		ws = append(ws, w)
 		go func() {
-			for range w.ResultChan() {
+			for ev := range w.ResultChan() {
+				// Only writes: stopping a watch ends it with an ERROR event of its own.
+				o, ok := ev.Object.(client.Object)
+				if !ok || (ev.Type != watch.Added && ev.Type != watch.Modified && ev.Type != watch.Deleted) {
+					continue
+				}
 				n.Add(1)
+				fmt.Fprintf(os.Stderr, "write during the flood: %s %T %s\n", ev.Type, o, o.GetName())
 			}
 		}()
 	}
