@@ -3,6 +3,8 @@
 
 IMG ?= keyferry:dev
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The newest version CHANGELOG.md describes: what make test-cluster releases and installs.
+RELEASE_VERSION ?= $(shell grep -m1 -oE '^\#\# \[v[0-9]+\.[0-9]+\.[0-9]+[^]]*\]' CHANGELOG.md | tr -d '[]\# ')
 
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
@@ -80,7 +82,8 @@ test-e2e: helm ## End-to-end tests: the manager and kubectl binaries against the
 	HELM="$(HELM)" go test -tags e2e -count=1 -timeout 20m ./test/e2e/...
 
 .PHONY: test-cluster
-test-cluster: image ## Tests on a real local node (root: kubelet, containerd, runc, CNI; node binaries built once per machine).
+test-cluster: image helm cyclonedx ## Tests on a real local node (root: kubelet, containerd, runc, CNI; node binaries built once per machine), installing a release of this tree from a registry on the node.
+	go run ./hack/release -allow-dirty -version $(RELEASE_VERSION) -out $(LOCALBIN)/release -helm $(HELM) -cyclonedx $(LOCALBIN)/cyclonedx-gomod
 	hack/build-node.sh >/dev/null
 	go test -tags node -count=1 -timeout 20m ./test/node/...
 

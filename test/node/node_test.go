@@ -30,6 +30,9 @@ import (
 
 var node *localnode.Node
 
+// release is the keyferry release the node installed from its registry.
+var release *published
+
 // vaultCA is the dev vault pod's CA (set by the first test).
 var vaultCA string
 
@@ -48,7 +51,7 @@ func run(m *testing.M) int {
 	root := repoRoot()
 	var err error
 	node, err = localnode.Start(context.Background(), localnode.Options{RepoRoot: root,
-		Images: []string{filepath.Join(root, "bin", "keyferry.tar"), filepath.Join(root, "bin", "keyferry-testapp.tar"),
+		Images: []string{filepath.Join(root, "bin", "keyferry-testapp.tar"),
 			filepath.Join(root, "bin", "keyferry-devvault.tar")},
 		Stack: localstack.Options{}})
 	if node != nil {
@@ -58,9 +61,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "starting the local node:", err)
 		return 1
 	}
-	// The README's install section, for real: the chart brings the CRDs (the local stack's
-	// kubectl-applied ones go first), one replica, then an upgrade to two with a
-	// PodDisruptionBudget. The image was imported into the node, not pushed: pullPolicy Never.
+	// The README's install section, for real: a release (make test-cluster writes it into
+	// bin/release) is pushed to a registry on the node's veth, the chart is installed from
+	// there (OCI) and brings the CRDs (the local stack's kubectl-applied ones go first), and
+	// the kubelet pulls keyferry by digest; then an upgrade to two replicas with a
+	// PodDisruptionBudget. The dev vault and the test app stay imported (pullPolicy Never).
 	if _, err := node.Kubectl(context.Background(), "delete", "-f", filepath.Join(root, "config", "crd", "bases"), "--wait"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -71,12 +76,15 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if release, err = publishRelease(root, filepath.Join(root, "bin", "release")); err != nil {
+		fmt.Fprintln(os.Stderr, "publishing the release:", err)
+		return 1
+	}
 	for _, args := range [][]string{
-		{"install", "keyferry", filepath.Join(root, "charts", "keyferry"), "--namespace", "keyferry-system", "--create-namespace",
-			"--set", "image.repository=keyferry", "--set", "image.tag=dev", "--set", "image.pullPolicy=Never",
-			"--set", "webhook.enabled=true", "--set", "webhook.tls.secretName=" + hooksTLSSecret, "--wait", "--timeout", "3m"},
-		{"upgrade", "keyferry", filepath.Join(root, "charts", "keyferry"), "-n", "keyferry-system", "--reuse-values",
-			"--set", "replicaCount=2", "--set", "podDisruptionBudget.enabled=true", "--wait", "--timeout", "3m"},
+		release.installArgs("install", "--create-namespace",
+			"--set", "webhook.enabled=true", "--set", "webhook.tls.secretName="+hooksTLSSecret, "--wait", "--timeout", "3m"),
+		release.installArgs("upgrade", "--reuse-values",
+			"--set", "replicaCount=2", "--set", "podDisruptionBudget.enabled=true", "--wait", "--timeout", "3m"),
 	} {
 		if err := helm(root, args...); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -403,6 +411,8 @@ func managerPIDs(t *testing.T) []string {
 // the HMAC key Secret, and runc enforcing a non-root user and a read-only root filesystem;
 // GOMEMLIMIT comes from the memory limit (its RSS under it is reported).
 func TestManagerRunsAsUsersRunIt(t *testing.T) {
+	// From the registry, by digest: nothing of keyferry was imported into the node.
+	waitFor(t, 30*time.Second, "the release's image, pulled by digest", release.pulledByDigest)
 	waitFor(t, 90*time.Second, "two available replicas", func() (bool, string) {
 		n := kubectl(t, "get", "deployment", "-n", "keyferry-system", "keyferry", "-o", "jsonpath={.status.availableReplicas}")
 		return n == "2", n

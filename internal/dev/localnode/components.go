@@ -163,6 +163,13 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
+// hostsTLSTOML makes containerd reach one registry over HTTPS with a CA of its own.
+const hostsTLSTOML = `server = "https://%[1]s"
+[host."https://%[1]s"]
+  capabilities = ["pull", "resolve"]
+  ca = "%[2]s"
+`
+
 // hostsTOML makes containerd reach one registry over plain HTTP (a test registry on the
 // host's end of the veth).
 const hostsTOML = `server = "http://%[1]s"
@@ -173,13 +180,32 @@ const hostsTOML = `server = "http://%[1]s"
 // TrustPlainHTTPRegistry lets the node pull from the registry at hostport (on HostIP) over
 // plain HTTP; containerd reads it at the next pull.
 func (n *Node) TrustPlainHTTPRegistry(hostport string) error {
+	return n.trustRegistry(hostport, fmt.Sprintf(hostsTOML, hostport))
+}
+
+// TrustRegistry lets the node pull from the registry at hostport (on HostIP) over HTTPS,
+// verifying it against caPEM (a CA the test stack made); containerd reads it at the next
+// pull.
+func (n *Node) TrustRegistry(hostport string, caPEM []byte) error {
+	dir := filepath.Join(n.dir, "containerd", "certs.d", hostport)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	ca := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(ca, caPEM, 0o644); err != nil {
+		return err
+	}
+	return n.trustRegistry(hostport, fmt.Sprintf(hostsTLSTOML, hostport, ca))
+}
+
+func (n *Node) trustRegistry(hostport, hosts string) error {
 	host, _, err := net.SplitHostPort(hostport)
 	if err != nil || host != HostIP {
-		return fmt.Errorf("registry %s: the node trusts plain HTTP only on %s, the host's end of its veth", hostport, HostIP)
+		return fmt.Errorf("registry %s: the node trusts registries only on %s, the host's end of its veth", hostport, HostIP)
 	}
 	dir := filepath.Join(n.dir, "containerd", "certs.d", hostport)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "hosts.toml"), fmt.Appendf(nil, hostsTOML, hostport), 0o644)
+	return os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644)
 }
