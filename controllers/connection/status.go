@@ -64,6 +64,11 @@ func computeConnectionStatus(prev kf.VaultConnectionStatus, o connectionObservat
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionUnknown, kf.ReasonProgressing, "logging in to the provider"
 	case o.login:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, kf.ReasonAuthenticated, "session token obtained"
+	case o.outcome.At.IsZero() && acceptedBefore(prev, o):
+		// A restart (an upgrade, a failover): the provider accepted these very credentials
+		// before and nothing has been asked of it since. Saying Unknown until the next
+		// pull (up to an interval away) would flip every connection to Progressing.
+		cond = *conditions.ReadyOf(prev.Conditions)
 	case o.outcome.At.IsZero():
 		cond.Status, cond.Reason = metav1.ConditionUnknown, kf.ReasonProgressing
 		cond.Message = "credentials loaded; the first request will verify them"
@@ -107,4 +112,15 @@ func setCredentialStatus(st *kf.VaultConnectionStatus, o connectionObservation) 
 	health := credentialHealth(o.spec, o.credential, o.rotation, o.now)
 	health.ObservedGeneration = o.generation
 	conditions.SetCondition(&st.Conditions, health, o.now)
+}
+
+// acceptedBefore says whether prev records the provider accepting the credentials the
+// observation holds: Ready True for this generation, set after the credential Secret's
+// data last changed.
+func acceptedBefore(prev kf.VaultConnectionStatus, o connectionObservation) bool {
+	r := conditions.ReadyOf(prev.Conditions)
+	if r == nil || r.Status != metav1.ConditionTrue || r.Reason != kf.ReasonAuthenticated || prev.ObservedGeneration != o.generation || r.ObservedGeneration != o.generation {
+		return false
+	}
+	return o.credential.known && !o.credential.changedAt.IsZero() && !o.credential.changedAt.After(r.LastTransitionTime.Time)
 }

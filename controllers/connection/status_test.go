@@ -6,6 +6,7 @@ import (
 
 	"github.com/keyferry/keyferry/controllers/conditions"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kf "github.com/keyferry/keyferry/api/v1alpha1"
@@ -54,6 +55,36 @@ func TestConnectionStatusShowsThePauseCause(t *testing.T) {
 		}
 		if st.RetryAfter == nil || !st.RetryAfter.Time.Equal(tc.pause.RetryAt) {
 			t.Errorf("%s: retryAfter %v", tc.name, st.RetryAfter)
+		}
+	}
+}
+
+// After a restart no request has been made yet: a connection whose credentials the
+// provider accepted before (and that did not change since) stays Ready; one whose
+// credential Secret changed after that says it will verify them.
+func TestRestartKeepsAnAcceptedConnectionReady(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	accepted := metav1.Condition{Type: kf.ConditionReady, Status: metav1.ConditionTrue, Reason: kf.ReasonAuthenticated,
+		Message: "the provider accepted the credentials", ObservedGeneration: 2, LastTransitionTime: metav1.NewTime(t0)}
+	prev := kf.VaultConnectionStatus{ObservedGeneration: 2, Conditions: []metav1.Condition{accepted}}
+	for _, tc := range []struct {
+		name      string
+		changedAt time.Time
+		gen       int64
+		want      metav1.ConditionStatus
+	}{
+		{"credentials unchanged since accepted", t0.Add(-time.Hour), 2, metav1.ConditionTrue},
+		{"credential Secret changed after", t0.Add(time.Minute), 2, metav1.ConditionUnknown},
+		{"a new generation", t0.Add(-time.Hour), 3, metav1.ConditionUnknown},
+	} {
+		st := computeConnectionStatus(prev, connectionObservation{generation: tc.gen, now: t0.Add(time.Hour),
+			credential: credentialFacts{known: true, changedAt: tc.changedAt}})
+		r := meta.FindStatusCondition(st.Conditions, kf.ConditionReady)
+		if r.Status != tc.want {
+			t.Errorf("%s: Ready %s (%s), want %s", tc.name, r.Status, r.Reason, tc.want)
+		}
+		if tc.want == metav1.ConditionTrue && !r.LastTransitionTime.Equal(&accepted.LastTransitionTime) {
+			t.Errorf("%s: lastTransitionTime moved to %v", tc.name, r.LastTransitionTime)
 		}
 	}
 }

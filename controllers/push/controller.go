@@ -129,6 +129,7 @@ func (r *Reconciler) pass(ctx context.Context, sp *kf.SecretPush, now time.Time)
 		return failed(o, err)
 	}
 	sig := signature(sp, job)
+	r.resume(key, sp, job, sig, now)
 	if st := r.state(key); o.refresh == "" && st.sig == sig && now.Before(st.next) && conditions.IsReady(sp.Status.Conditions) &&
 		sp.Status.ObservedGeneration == sp.Generation {
 		// The vault was checked for exactly this, recently: nothing is due.
@@ -298,6 +299,21 @@ func (r *Reconciler) observe(key types.NamespacedName, o outcome, now time.Time,
 	}
 	r.checks[key] = st
 	return st.failures
+}
+
+// resume lets a push the manager knows nothing of yet (it restarted: an upgrade, a
+// failover) trust its status when that says the vault holds what the Secret holds now,
+// for this generation: the next check of the vault is then spread over the interval
+// rather than due at once, so a restart costs the provider no request.
+func (r *Reconciler) resume(key types.NamespacedName, sp *kf.SecretPush, job pushJob, sig string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, known := r.checks[key]; known || sp.Annotations[kf.AnnotationRefresh] != sp.Status.LastHandledRefresh ||
+		!conditions.IsReady(sp.Status.Conditions) || sp.Status.ObservedGeneration != sp.Generation || !job.holdsPushed() {
+		return
+	}
+	r.checks[key] = checkState{sig: sig, refreshed: sp.Status.LastHandledRefresh,
+		next: now.Add(time.Duration(rand.Float64() * float64(sp.GetRefreshInterval())))}
 }
 
 func (r *Reconciler) forget(key types.NamespacedName) {

@@ -68,6 +68,21 @@ type pushJob struct {
 	digest digester
 }
 
+// holdsPushed says whether every key the job would push was pushed with its current
+// value (status.pushed has its digest), and nothing more is recorded: the Secret has not
+// changed since the last push.
+func (j pushJob) holdsPushed() bool {
+	if len(j.want) != len(j.pushed) {
+		return false
+	}
+	for k, v := range j.want {
+		if d, ok := j.pushed[k]; !ok || d != j.digest(k, v) {
+			return false
+		}
+	}
+	return true
+}
+
 // pushResult is what a push did. err stops the push at the key it concerns; keys written
 // before it stay recorded.
 type pushResult struct {
