@@ -87,6 +87,13 @@ test-cluster: image helm cyclonedx ## Tests on a real local node (root: kubelet,
 	hack/build-node.sh >/dev/null
 	go test -tags node -count=1 -timeout 20m ./test/node/...
 
+.PHONY: test-upgrade
+test-upgrade: image helm cyclonedx ## The upgrade proof on a real local node (root): install the previous release (hack/release/previous, rebuilt with git worktree), fill it, helm upgrade to this tree's release and roll back, counting writes, restarts, requests and Ready transitions.
+	hack/release/build-previous.sh $(LOCALBIN)/release-previous
+	go run ./hack/release -allow-dirty -version $(RELEASE_VERSION) -out $(LOCALBIN)/release -helm $(HELM) -cyclonedx $(LOCALBIN)/cyclonedx-gomod
+	hack/build-node.sh >/dev/null
+	go test -tags upgrade -count=1 -timeout 30m -v -run 'TestUpgrade' ./test/node/...
+
 BENCH_ARGS ?= -n 1000 -e 10 -c 1 -u 0 -interval 30s
 
 .PHONY: bench

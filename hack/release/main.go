@@ -60,6 +60,10 @@ type options struct {
 	helm, cyclonedx    string
 	caFile             string
 	allowDirty         bool
+	// previous: an older commit rebuilt for the upgrade proof (hack/release/previous): no
+	// CHANGELOG needed, and a chart from before image.digest pulls by its appVersion tag.
+	previous  bool
+	platforms []string
 }
 
 // Manifest is release.json: what was released, from what.
@@ -81,7 +85,10 @@ func main() {
 	flag.StringVar(&o.cyclonedx, "cyclonedx", "bin/cyclonedx-gomod", "cyclonedx-gomod binary")
 	flag.StringVar(&o.caFile, "ca-file", ociimage.CAPath, "CA bundle the images ship")
 	flag.BoolVar(&o.allowDirty, "allow-dirty", false, "release from a dirty tree (tests only)")
+	flag.BoolVar(&o.previous, "previous", false, "rebuild an older commit for the upgrade proof (no CHANGELOG needed; its chart may predate image.digest)")
+	platforms := flag.String("platforms", strings.Join(Platforms, ","), "comma-separated architectures (linux)")
 	flag.Parse()
+	o.platforms = strings.Split(*platforms, ",")
 	m, err := release(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "release:", err)
@@ -113,8 +120,14 @@ func release(o options) (*Manifest, error) {
 		}
 	}
 	notes, err := changelogSection(filepath.Join(o.root, "CHANGELOG.md"), o.version)
+	if err != nil && o.previous {
+		notes, err = "## ["+o.version+"]\n\nRebuilt from "+commit+" for the upgrade proof.\n", nil
+	}
 	if err != nil {
 		return nil, err
+	}
+	if len(o.platforms) == 0 {
+		o.platforms = Platforms
 	}
 	if err := os.RemoveAll(o.out); err != nil {
 		return nil, err
@@ -173,7 +186,7 @@ func validVersion(v string) bool {
 // returns their image index.
 func buildIndex(o options, name, pkg string) (v1.ImageIndex, error) {
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	for _, arch := range Platforms {
+	for _, arch := range o.platforms {
 		bin := filepath.Join(o.out, "bin", "manager-linux-"+arch)
 		if name != "keyferry" {
 			dir, err := os.MkdirTemp("", "keyferry-release-")
@@ -221,6 +234,9 @@ func packageChart(o options, m *Manifest) error {
 		"\n  digest: \"\"\n":         "\n  digest: \"" + m.Images["keyferry"] + "\"\n",
 	} {
 		if !strings.Contains(s, old) {
+			if o.previous && strings.Contains(old, "digest") {
+				continue // a chart from before image.digest: its tag is the appVersion
+			}
 			return fmt.Errorf("charts/keyferry/values.yaml: no %q to set", strings.TrimSpace(old))
 		}
 		s = strings.Replace(s, old, repl, 1)

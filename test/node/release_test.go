@@ -1,4 +1,4 @@
-//go:build node
+//go:build node || upgrade
 
 package node
 
@@ -31,22 +31,14 @@ type published struct {
 	repository, image string // the manager's repository, and its index digest
 }
 
-// publishRelease serves an OCI registry (go-containerregistry's) over TLS on the host's
-// end of the node's veth, with a CA made here that the node's containerd is given; pushes
-// the release in dir (make release's output) to it: the image indexes and the chart (helm
-// push, OCI). The node pulls keyferry from there by digest.
-func publishRelease(root, dir string) (*published, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "release.json"))
-	if err != nil {
-		return nil, fmt.Errorf("the release to install (make test-cluster writes it): %w", err)
-	}
-	var rel struct {
-		Version, ChartVersion string
-		Images                map[string]string
-	}
-	if err := json.Unmarshal(raw, &rel); err != nil {
-		return nil, err
-	}
+// testRegistry is an OCI registry (go-containerregistry's) served over TLS on the host's
+// end of the node's veth, with a CA made here that the node's containerd is given.
+type testRegistry struct {
+	host, caFile string
+	transport    *http.Transport
+}
+
+func startRegistry() (*testRegistry, error) {
 	ca, err := devcert.NewCA("keyferry-registry-ca")
 	if err != nil {
 		return nil, err
@@ -66,18 +58,43 @@ func publishRelease(root, dir string) (*published, error) {
 	srv := &http.Server{Handler: registry.New(), ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
 	go func() { _ = srv.ServeTLS(l, "", "") }()
-	p := &published{host: l.Addr().String(), caFile: filepath.Join(node.Dir(), "registry-ca.crt"),
-		version: rel.ChartVersion, image: rel.Images["keyferry"]}
-	if err := os.WriteFile(p.caFile, ca.CertPEM, 0o644); err != nil {
+	r := &testRegistry{host: l.Addr().String(), caFile: filepath.Join(node.Dir(), "registry-ca.crt")}
+	if err := os.WriteFile(r.caFile, ca.CertPEM, 0o644); err != nil {
 		return nil, err
 	}
-	if err := node.TrustRegistry(p.host, ca.CertPEM); err != nil {
+	if err := node.TrustRegistry(r.host, ca.CertPEM); err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.CertPEM)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	r.transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	return r, nil
+}
 
+// publishRelease pushes the release in dir (make release's output) to a new registry.
+func publishRelease(root, dir string) (*published, error) {
+	r, err := startRegistry()
+	if err != nil {
+		return nil, err
+	}
+	return r.publish(root, dir)
+}
+
+// publish pushes the release in dir to r: the image indexes and the chart (helm push, OCI).
+func (r *testRegistry) publish(root, dir string) (*published, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "release.json"))
+	if err != nil {
+		return nil, fmt.Errorf("the release to install (make test-cluster writes it): %w", err)
+	}
+	var rel struct {
+		Version, ChartVersion string
+		Images                map[string]string
+	}
+	if err := json.Unmarshal(raw, &rel); err != nil {
+		return nil, err
+	}
+	p := &published{host: r.host, caFile: r.caFile, version: rel.ChartVersion, image: rel.Images["keyferry"],
+		repository: r.host + "/keyferry", chart: "oci://" + r.host + "/charts/keyferry"}
 	lp, err := layout.FromPath(filepath.Join(dir, "images"))
 	if err != nil {
 		return nil, err
@@ -96,20 +113,18 @@ func publishRelease(root, dir string) (*published, error) {
 		if err != nil {
 			return nil, err
 		}
-		ref, err := name.ParseReference(p.host + "/" + refName)
+		ref, err := name.ParseReference(r.host + "/" + refName)
 		if err != nil {
 			return nil, err
 		}
-		if err := remote.WriteIndex(ref, idx, remote.WithTransport(tr)); err != nil {
+		if err := remote.WriteIndex(ref, idx, remote.WithTransport(r.transport)); err != nil {
 			return nil, fmt.Errorf("pushing %s: %w", ref, err)
 		}
 	}
-	p.repository = p.host + "/keyferry"
 	chart := filepath.Join(dir, "keyferry-"+rel.ChartVersion+".tgz")
-	if err := helm(root, "push", chart, "oci://"+p.host+"/charts", "--ca-file", p.caFile); err != nil {
+	if err := helm(root, "push", chart, "oci://"+r.host+"/charts", "--ca-file", r.caFile); err != nil {
 		return nil, err
 	}
-	p.chart = "oci://" + p.host + "/charts/keyferry"
 	return p, nil
 }
 
