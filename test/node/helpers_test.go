@@ -40,6 +40,23 @@ func repoRoot() string {
 	return filepath.Join(wd, "..", "..")
 }
 
+// startNode starts the local node with the dev vault's and the test app's images imported
+// (keyferry itself comes from a registry) and removes the CRDs the local stack applied: the
+// chart brings its own.
+func startNode(root string) error {
+	var err error
+	node, err = localnode.Start(context.Background(), localnode.Options{RepoRoot: root,
+		Images: []string{filepath.Join(root, "bin", "keyferry-testapp.tar"), filepath.Join(root, "bin", "keyferry-devvault.tar")},
+		Stack:  localstack.Options{}})
+	if err != nil {
+		return fmt.Errorf("starting the local node: %w", err)
+	}
+	if _, err := node.Kubectl(context.Background(), "delete", "-f", filepath.Join(root, "config", "crd", "bases"), "--wait"); err != nil {
+		return err
+	}
+	return nil
+}
+
 // helm runs the pinned helm (HELM, or bin/helm) against the node's control plane.
 func helm(root string, args ...string) error {
 	bin := os.Getenv("HELM")

@@ -16,33 +16,21 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/keyferry/keyferry/internal/dev/localnode"
-	"github.com/keyferry/keyferry/internal/dev/localstack"
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	root := repoRoot()
-	var err error
-	node, err = localnode.Start(context.Background(), localnode.Options{RepoRoot: root,
-		Images: []string{filepath.Join(root, "bin", "keyferry-testapp.tar"),
-			filepath.Join(root, "bin", "keyferry-devvault.tar")},
-		Stack: localstack.Options{}})
+	// The README's install section, for real: a release (make test-cluster writes it into
+	// bin/release) is pushed to a registry on the node's veth, the chart is installed from
+	// there (OCI) and brings the CRDs, and the kubelet pulls keyferry by digest; then an
+	// upgrade to two replicas with a PodDisruptionBudget.
+	err := startNode(root)
 	if node != nil {
 		defer node.Stop()
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the local node:", err)
-		return 1
-	}
-	// The README's install section, for real: a release (make test-cluster writes it into
-	// bin/release) is pushed to a registry on the node's veth, the chart is installed from
-	// there (OCI) and brings the CRDs (the local stack's kubectl-applied ones go first), and
-	// the kubelet pulls keyferry by digest; then an upgrade to two replicas with a
-	// PodDisruptionBudget. The dev vault and the test app stay imported (pullPolicy Never).
-	if _, err := node.Kubectl(context.Background(), "delete", "-f", filepath.Join(root, "config", "crd", "bases"), "--wait"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

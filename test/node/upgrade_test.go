@@ -24,7 +24,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/keyferry/keyferry/internal/dev/localnode"
 	"github.com/keyferry/keyferry/internal/dev/localstack"
 )
 
@@ -37,18 +36,11 @@ func TestMain(m *testing.M) { os.Exit(runUpgrade(m)) }
 // installs the previous one, as a user who installed it months ago would have it.
 func runUpgrade(m *testing.M) int {
 	root := repoRoot()
-	var err error
-	node, err = localnode.Start(context.Background(), localnode.Options{RepoRoot: root,
-		Images: []string{filepath.Join(root, "bin", "keyferry-testapp.tar"), filepath.Join(root, "bin", "keyferry-devvault.tar")},
-		Stack:  localstack.Options{}})
+	err := startNode(root)
 	if node != nil {
 		defer node.Stop()
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the local node:", err)
-		return 1
-	}
-	if _, err := node.Kubectl(context.Background(), "delete", "-f", filepath.Join(root, "config", "crd", "bases"), "--wait"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
