@@ -303,17 +303,19 @@ func (r *Reconciler) observe(key types.NamespacedName, o outcome, now time.Time,
 
 // resume lets a push the manager knows nothing of yet (it restarted: an upgrade, a
 // failover) trust its status when that says the vault holds what the Secret holds now,
-// for this generation: the next check of the vault is then spread over the interval
-// rather than due at once, so a restart costs the provider no request.
+// for this generation: the next check of the vault is then spread over the second half
+// of the interval rather than due at once, so a restart costs the provider no request.
 func (r *Reconciler) resume(key types.NamespacedName, sp *kf.SecretPush, job pushJob, sig string, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, known := r.checks[key]; known || sp.Annotations[kf.AnnotationRefresh] != sp.Status.LastHandledRefresh ||
+	// A state without a signature is a pass that ended before planning (the connection's
+	// client not built yet, right after a start): still unknown.
+	if st, known := r.checks[key]; known && st.sig != "" || sp.Annotations[kf.AnnotationRefresh] != sp.Status.LastHandledRefresh ||
 		!conditions.IsReady(sp.Status.Conditions) || sp.Status.ObservedGeneration != sp.Generation || !job.holdsPushed() {
 		return
 	}
 	r.checks[key] = checkState{sig: sig, refreshed: sp.Status.LastHandledRefresh,
-		next: now.Add(time.Duration(rand.Float64() * float64(sp.GetRefreshInterval())))}
+		next: now.Add(time.Duration((0.5 + 0.5*rand.Float64()) * float64(sp.GetRefreshInterval())))}
 }
 
 func (r *Reconciler) forget(key types.NamespacedName) {
