@@ -86,35 +86,34 @@ func (x *Index) resync(namespace string) {
 			now[path] = rc
 		}
 	}
-	var removed []string
 	x.mu.Lock()
 	if x.byPath == nil {
 		x.byPath, x.pathOf = map[string]webhook.Receiver{}, map[string]string{}
 	}
+	keep := map[string]bool{}
+	for _, rc := range now {
+		keep[rc.Key] = true
+	}
+	var gone []string
 	prefix := namespace + "/"
 	for key, path := range x.pathOf {
 		if strings.HasPrefix(key, prefix) {
 			delete(x.byPath, path)
 			delete(x.pathOf, key)
-			removed = append(removed, key)
+			if !keep[key] {
+				gone = append(gone, key)
+			}
 		}
 	}
 	for path, rc := range now {
 		x.byPath[path], x.pathOf[rc.Key] = rc, path
 	}
 	x.mu.Unlock()
-	for _, key := range removed {
-		if _, still := x.pathOfKey(key); !still && x.Removed != nil {
+	for _, key := range gone {
+		if x.Removed != nil {
 			x.Removed(key)
 		}
 	}
-}
-
-func (x *Index) pathOfKey(key string) (string, bool) {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	p, ok := x.pathOf[key]
-	return p, ok
 }
 
 // namespaceOf is the namespace of an informer's object, tombstones included.

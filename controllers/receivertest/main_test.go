@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -296,22 +295,9 @@ func readyOf(conds []metav1.Condition) *metav1.Condition {
 // signed is a request signed as kind signs.
 func signed(t *testing.T, kind kf.ReceiverType, path string, body []byte, secret string, at time.Time) *http.Request {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, hookURL+path, bytes.NewReader(body))
+	req, err := webhook.NewRequest(context.Background(), webhook.Kind(kind), hookURL+path, body, []byte(secret), at)
 	if err != nil {
 		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	switch kind {
-	case kf.ReceiverTypeGenericHMAC:
-		ts := strconv.FormatInt(at.Unix(), 10)
-		req.Header.Set("X-Timestamp", ts)
-		req.Header.Set("X-Signature", webhook.Sign([]byte(secret), ts+".", body))
-	case kf.ReceiverTypeGitHub:
-		req.Header.Set("X-GitHub-Event", "push")
-		req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("%d-%d", at.UnixNano(), len(body)))
-		req.Header.Set("X-Hub-Signature-256", webhook.Sign([]byte(secret), "", body))
-	case kf.ReceiverTypeToken:
-		req.Header.Set("Authorization", "Bearer "+secret)
 	}
 	return req
 }

@@ -152,13 +152,10 @@ func setBenchValue(vaultURL, value string) error {
 }
 
 func sendHook(url string, body []byte) error {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body)) //nolint:noctx // a local call
+	req, err := webhook.NewRequest(context.Background(), webhook.GenericHMAC, url, body, []byte(hookSecret), time.Now())
 	if err != nil {
 		return err
 	}
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req.Header.Set("X-Timestamp", ts)
-	req.Header.Set("X-Signature", webhook.Sign([]byte(hookSecret), ts+".", body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err

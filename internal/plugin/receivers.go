@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -142,7 +141,7 @@ are being refreshed; 401 and 404 say no more, by design.`,
 				hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 			}
 			// The wall clock, not o.now: the listener checks the timestamp against its own.
-			req, err := SignedHook(ctxOf(cmd), kf.ReceiverType(kind), args[0], []byte(data), secret, time.Now())
+			req, err := webhook.NewRequest(ctxOf(cmd), webhook.Kind(kind), args[0], []byte(data), secret, time.Now())
 			if err != nil {
 				return err
 			}
@@ -165,30 +164,6 @@ are being refreshed; 401 and 404 say no more, by design.`,
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "How long to wait for the answer.")
 	_ = cmd.MarkFlagRequired("secret-file")
 	return cmd
-}
-
-// SignedHook builds a hook request to url signed as kind signs, at now.
-func SignedHook(ctx context.Context, kind kf.ReceiverType, url string, body, secret []byte, now time.Time) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	switch kind {
-	case kf.ReceiverTypeGenericHMAC:
-		ts := strconv.FormatInt(now.Unix(), 10)
-		req.Header.Set("X-Timestamp", ts)
-		req.Header.Set("X-Signature", webhook.Sign(secret, ts+".", body))
-	case kf.ReceiverTypeGitHub:
-		req.Header.Set("X-GitHub-Event", "push")
-		req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("kubectl-keyferry-%d", now.UnixNano()))
-		req.Header.Set("X-Hub-Signature-256", webhook.Sign(secret, "", body))
-	case kf.ReceiverTypeToken:
-		req.Header.Set("Authorization", "Bearer "+string(secret))
-	default:
-		return nil, errors.New("--type: want generic-hmac, github or token")
-	}
-	return req, nil
 }
 
 func hookAdvice(code int) string {
