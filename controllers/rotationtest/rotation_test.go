@@ -168,6 +168,12 @@ func TestRotationRefusedKeepsTheKey(t *testing.T) {
 	waitSynced(t, b)
 	rotateNow(t, vc, "1")
 	waitUnhealthy(t, vc, kf.ReasonForbidden, "")
+	// The first pass already tried (no key id known yet) and was refused, before the
+	// binding's first pull proved the key: judge Ready by the pass that handled "1".
+	eventually(t, 15*time.Second, "rotate-now 1 handled", func() (bool, string) {
+		r := get(t, vc).Status.Rotation
+		return r != nil && r.LastHandledRotateNow == "1", fmt.Sprintf("%+v", r)
+	})
 	h := meta.FindStatusCondition(vc.Status.Conditions, kf.ConditionCredentialsHealthy)
 	if !strings.Contains(h.Message, "admin:api-keys") {
 		t.Errorf("message %q does not name the scope", h.Message)
