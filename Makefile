@@ -34,6 +34,7 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and RBAC from the API types and markers (and the chart's CRDs from them).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	go run ./hack/crdversions config/crd/bases
 	hack/chart-crds.sh
 
 .PHONY: generate

@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 // A manager without its hook listener (this suite's) says so on every receiver, Stalled:
@@ -40,7 +40,7 @@ func TestReceiverSchema(t *testing.T) {
 		{"no selector", `{"type":"token","secretRef":{"name":"s"}}`},
 		{"no secret", `{"type":"token","selector":{}}`},
 	} {
-		raw := []byte(`{"apiVersion":"keyferry.dev/v1alpha1","kind":"RefreshReceiver","metadata":{"name":"bad","namespace":"` + ns + `"},"spec":` + tc.body + `}`)
+		raw := []byte(`{"apiVersion":"keyferry.dev/v1beta1","kind":"RefreshReceiver","metadata":{"name":"bad","namespace":"` + ns + `"},"spec":` + tc.body + `}`)
 		obj := &kf.RefreshReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"}}
 		err := k8s.Patch(context.Background(), obj, client.RawPatch("application/apply-patch+yaml", raw), client.FieldOwner("test"), client.ForceOwnership)
 		if err == nil {

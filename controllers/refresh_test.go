@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 // scriptedVault answers with the scripted reply while one is set, else as the dev vault;

@@ -15,10 +15,12 @@ import (
 	"github.com/keyferry/keyferry/controllers/consumers"
 	"github.com/keyferry/keyferry/controllers/push"
 	"github.com/keyferry/keyferry/controllers/receiver"
+	"github.com/keyferry/keyferry/controllers/storage"
 	"github.com/keyferry/keyferry/controllers/workload"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
@@ -29,7 +31,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/internal/metrics"
 	"github.com/keyferry/keyferry/internal/shard"
 	"github.com/keyferry/keyferry/internal/trim"
@@ -91,7 +93,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	}
 	w := newWiring(creds)
 	for _, setup := range []func(ctrl.Manager, Options, wiring) error{
-		setupConnections, setupWorkloads, setupClusterBindings, setupPushes, setupBindings, setupReceivers,
+		setupConnections, setupWorkloads, setupClusterBindings, setupPushes, setupBindings, setupReceivers, setupStorageMigration,
 	} {
 		if err := setup(mgr, opts, w); err != nil {
 			return err
@@ -228,6 +230,19 @@ func setupReceivers(mgr ctrl.Manager, opts Options, w wiring) error {
 	return mgr.Add(&receiver.Listener{Server: srv, Index: &receiver.Index{Receivers: receivers, Secrets: w.creds},
 		Receivers: receivers, Secrets: w.creds, Rounder: rounder, Limits: opts.Webhook.Limits, Clock: delayed,
 		Observe: metrics.WebhookRequest})
+}
+
+// setupStorageMigration: on shard 0's leader, keyferry's stored objects move to their
+// CRDs' storage version once, and the older stored versions are dropped from the CRDs'
+// status (see controllers/storage). Reads go to the API server: no CRD is cached.
+func setupStorageMigration(mgr ctrl.Manager, opts Options, _ wiring) error {
+	if opts.Shard.Index != 0 {
+		return nil
+	}
+	if err := apiextensionsv1.AddToScheme(mgr.GetScheme()); err != nil {
+		return err
+	}
+	return mgr.Add(&storage.Runnable{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), CRDs: kf.CRDNames()})
 }
 
 // CacheOptions caches only the Secrets keyferry writes (label keyferry.dev/binding) and the

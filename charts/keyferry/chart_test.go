@@ -137,7 +137,7 @@ func TestEveryManagerFlagIsAValue(t *testing.T) {
 func normalizedRules(rules []rbacv1.PolicyRule) []rbacv1.PolicyRule {
 	out := make([]rbacv1.PolicyRule, 0, len(rules))
 	for _, r := range rules {
-		for _, s := range [][]string{r.APIGroups, r.Resources, r.Verbs, r.NonResourceURLs} {
+		for _, s := range [][]string{r.APIGroups, r.Resources, r.ResourceNames, r.Verbs, r.NonResourceURLs} {
 			sort.Strings(s)
 		}
 		out = append(out, r)

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/controllers"
 	"github.com/keyferry/keyferry/internal/hmackey"
 	"github.com/keyferry/keyferry/internal/metrics"

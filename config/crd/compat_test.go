@@ -13,7 +13,10 @@ import (
 	"testing"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/yaml"
+
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 // maxCRDBytes is what `kubectl apply` (client-side) can carry: it copies the whole object
@@ -272,4 +275,69 @@ spec:
 			t.Errorf("%s: found %q, want %q", tc.name, probs, tc.want)
 		}
 	}
+}
+
+// Every served version of a CRD has the very same schema, subresources and columns (so the
+// None conversion strategy is exact: no conversion webhook), exactly one stores, and the
+// one that stores was served by the previous release, so a rollback to it still knows
+// every version an object may be stored at (the storage version moves one release after
+// the version first ships, see hack/crdversions).
+func TestServedVersionsShareOneSchema(t *testing.T) {
+	_, commit := previous(t)
+	files, _ := filepath.Glob(filepath.Join("bases", "*.yaml"))
+	var names []string
+	defer func() {
+		// The manager migrates, and check-upgrade reads, the CRDs the API package lists.
+		if want := kf.CRDNames(); !slices.Equal(sorted(names), sorted(want)) {
+			t.Errorf("config/crd/bases holds %v, api lists %v", names, want)
+		}
+	}()
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crd := readCRD(t, raw, f)
+		names = append(names, crd.Name)
+		if c := crd.Spec.Conversion; c != nil && c.Strategy != apiextensionsv1.NoneConverter {
+			t.Errorf("%s converts with %s: keyferry serves its versions without a webhook", crd.Name, c.Strategy)
+		}
+		var storage []string
+		first := crd.Spec.Versions[0]
+		for _, v := range crd.Spec.Versions {
+			if v.Storage {
+				storage = append(storage, v.Name)
+			}
+			if !v.Served {
+				t.Errorf("%s %s is not served", crd.Name, v.Name)
+			}
+			for what, diff := range map[string][2]any{
+				"schema":                   {first.Schema, v.Schema},
+				"subresources":             {first.Subresources, v.Subresources},
+				"additionalPrinterColumns": {first.AdditionalPrinterColumns, v.AdditionalPrinterColumns},
+				"selectableFields":         {first.SelectableFields, v.SelectableFields},
+			} {
+				if !equality.Semantic.DeepEqual(diff[0], diff[1]) {
+					t.Errorf("%s: the %s of %s differs from %s's: None conversion would change objects", crd.Name, what, v.Name, first.Name)
+				}
+			}
+		}
+		if len(storage) != 1 {
+			t.Fatalf("%s stores at %v", crd.Name, storage)
+		}
+		oldRaw, err := exec.Command("git", "-C", filepath.Join("..", ".."), "show", commit+":config/crd/bases/"+filepath.Base(f)).Output()
+		if err != nil {
+			continue // a kind the previous release did not have
+		}
+		was := readCRD(t, oldRaw, "previous "+f)
+		if !slices.ContainsFunc(was.Spec.Versions, func(v apiextensionsv1.CustomResourceDefinitionVersion) bool { return v.Name == storage[0] && v.Served }) {
+			t.Errorf("%s stores at %s, which the previous release does not serve: a rollback could not apply its CRD over objects stored at %s (serve it for one release first)", crd.Name, storage[0], storage[0])
+		}
+	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }

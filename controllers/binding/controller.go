@@ -23,7 +23,7 @@ import (
 
 	"github.com/go-logr/logr"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/controllers/consumers"
 	"github.com/keyferry/keyferry/controllers/steps"
 	"github.com/keyferry/keyferry/internal/metrics"

@@ -13,7 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/controllers/conditions"
 	"github.com/keyferry/keyferry/controllers/resolve"
 	"github.com/keyferry/keyferry/internal/render"

@@ -18,7 +18,7 @@ import (
 
 	"slices"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/controllers/consumers"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 )

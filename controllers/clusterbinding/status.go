@@ -11,7 +11,7 @@ import (
 
 	"github.com/keyferry/keyferry/controllers/conditions"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 // namespaceResult is what one pass found or did in one matching namespace.

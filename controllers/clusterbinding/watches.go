@@ -21,7 +21,7 @@ import (
 
 	"github.com/keyferry/keyferry/controllers/queue"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 // SetupWithManager registers the reconciler and its watches: ClusterSecretBindings (a new

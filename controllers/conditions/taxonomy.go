@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/internal/vault"
 )
 

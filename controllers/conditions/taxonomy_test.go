@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/internal/vault"
 )
 
@@ -54,7 +54,7 @@ var keyferryOwnReasons = []string{kf.ReasonSynced, kf.ReasonAuthenticated, kf.Re
 
 func TestEveryReasonIsMappedOnBothSides(t *testing.T) {
 	vaultConsts := reasonConstants(t, filepath.Join("..", "..", "internal", "vault", "errors.go"))
-	condConsts := reasonConstants(t, filepath.Join("..", "..", "api", "v1alpha1", "conditions.go"))
+	condConsts := reasonConstants(t, filepath.Join("..", "..", "api", "v1beta1", "conditions.go"))
 	if len(vaultConsts) == 0 || len(condConsts) == 0 {
 		t.Fatal("no reason constants found: did the files move?")
 	}
@@ -81,7 +81,7 @@ func TestEveryReasonIsMappedOnBothSides(t *testing.T) {
 	}
 	for r, m := range VaultReasons {
 		if !condValues[m.Reason] {
-			t.Errorf("VaultReasons maps %q to %q, which api/v1alpha1 does not declare", r, m.Reason)
+			t.Errorf("VaultReasons maps %q to %q, which api/v1beta1 does not declare", r, m.Reason)
 		}
 	}
 	for name, v := range condConsts {

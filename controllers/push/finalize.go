@@ -15,7 +15,7 @@ import (
 	"github.com/keyferry/keyferry/controllers/conditions"
 	"github.com/keyferry/keyferry/controllers/resolve"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/controllers/steps"
 	"github.com/keyferry/keyferry/internal/vault"
 )

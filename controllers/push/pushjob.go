@@ -6,7 +6,7 @@ import (
 	"maps"
 	"slices"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/internal/render"
 	"github.com/keyferry/keyferry/internal/vault"
 )

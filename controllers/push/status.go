@@ -10,7 +10,7 @@ import (
 
 	"github.com/keyferry/keyferry/controllers/conditions"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/internal/backoff"
 	"github.com/keyferry/keyferry/internal/vault"
 )

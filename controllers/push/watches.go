@@ -16,7 +16,7 @@ import (
 
 	"github.com/keyferry/keyferry/controllers/queue"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 const (

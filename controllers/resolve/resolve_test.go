@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/controllers/conditions"
 	"github.com/keyferry/keyferry/internal/vault"
 )

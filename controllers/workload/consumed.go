@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 	"github.com/keyferry/keyferry/controllers/consumers"
 	"github.com/keyferry/keyferry/internal/rollout"
 	"github.com/keyferry/keyferry/internal/trim"

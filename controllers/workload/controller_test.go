@@ -7,7 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 func TestRestartDecision(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 
 	"github.com/keyferry/keyferry/internal/dev/localnode"
 	"github.com/keyferry/keyferry/internal/dev/localstack"

@@ -7,7 +7,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 // Advice is what to do next for each Ready reason: one line each, the same lines as the

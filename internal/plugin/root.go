@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -22,7 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 // Options is what every command shares: kubectl's flags, the streams, and (tests) a
@@ -53,13 +54,14 @@ and refreshes, suspends or resumes many of them at once.`,
   kubectl keyferry why payments -n shop
   kubectl keyferry refresh --connection keyway -n shop --wait
   kubectl keyferry suspend sb payments -n shop
-  kubectl keyferry hook https://hooks.example.com/hook/... --secret-file ./secret`,
+  kubectl keyferry hook https://hooks.example.com/hook/... --secret-file ./secret
+  kubectl keyferry check-upgrade -A`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	o.Flags.AddFlags(cmd.PersistentFlags())
 	cmd.AddCommand(newStatusCommand(o), newWhyCommand(o), newRefreshCommand(o),
-		newSuspendCommand(o, true), newSuspendCommand(o, false), newHookCommand(o))
+		newSuspendCommand(o, true), newSuspendCommand(o, false), newHookCommand(o), newCheckUpgradeCommand(o))
 	return cmd
 }
 
@@ -110,6 +112,7 @@ func (o *Options) client() (client.WithWatch, error) {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(kf.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s)) // check-upgrade reads keyferry's CRDs
 	return client.NewWithWatch(cfg, client.Options{Scheme: s})
 }
 

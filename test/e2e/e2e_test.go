@@ -242,7 +242,7 @@ func TestDeletingBindingsFollowsCreationPolicy(t *testing.T) {
 	// Merge: only the binding's keys go.
 	kubectl(t, "create", "secret", "generic", "app-config", "-n", "demo", "--from-literal=OWN=mine")
 	kubectl(t, "annotate", "secret", "app-config", "-n", "demo", "keyferry.dev/allow-merge=true")
-	merge := `apiVersion: keyferry.dev/v1alpha1
+	merge := `apiVersion: keyferry.dev/v1beta1
 kind: SecretBinding
 metadata: {name: merged, namespace: demo}
 spec:

@@ -72,7 +72,7 @@ func TestHelmInstallAndUninstall(t *testing.T) {
 	run(stack.KubectlBin, "wait", "--for=condition=Established", "crd/secretbindings.keyferry.dev", "--timeout=30s")
 	// The chart's CRDs serve the API: a binding can be created.
 	run(stack.KubectlBin, "create", "namespace", "shop")
-	binding := `{"apiVersion":"keyferry.dev/v1alpha1","kind":"SecretBinding","metadata":{"name":"b","namespace":"shop"},"spec":{"connectionRef":{"name":"c"},"vault":"v","environment":"e"}}`
+	binding := `{"apiVersion":"keyferry.dev/v1beta1","kind":"SecretBinding","metadata":{"name":"b","namespace":"shop"},"spec":{"connectionRef":{"name":"c"},"vault":"v","environment":"e"}}`
 	cmd := exec.Command(stack.KubectlBin, "create", "-f", "-")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	cmd.Stdin = strings.NewReader(binding)

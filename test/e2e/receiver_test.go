@@ -74,7 +74,7 @@ kind: Secret
 metadata: {name: github-hook, namespace: demo, labels: {keyferry.dev/credentials: "true"}}
 stringData: {token: `+secret+`}
 ---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: RefreshReceiver
 metadata: {name: github, namespace: demo}
 spec:

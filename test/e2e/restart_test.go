@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 // deployments: "api" reads DB_USER of payments-env by env; "both" reads restart-user (a
@@ -18,7 +18,7 @@ import (
 // moves two bindings;
 // "worker" (a StatefulSet) mounts the whole payments-env; "plain" reads everything but did
 // not opt in.
-const workloads = `apiVersion: keyferry.dev/v1alpha1
+const workloads = `apiVersion: keyferry.dev/v1beta1
 kind: SecretBinding
 metadata: {name: restart-user, namespace: demo}
 spec:
@@ -27,7 +27,7 @@ spec:
   environment: production
   keys: {include: ["^DB_USER$"]}
 ---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: SecretBinding
 metadata: {name: restart-dsn, namespace: demo}
 spec:
@@ -227,7 +227,7 @@ func TestManagerRestartRestartsNothing(t *testing.T) {
 
 // The local stack runs the garbage collector: an Owner binding's Secret goes with it.
 func TestOwnerSecretGoesWithItsBinding(t *testing.T) {
-	b := `apiVersion: keyferry.dev/v1alpha1
+	b := `apiVersion: keyferry.dev/v1beta1
 kind: SecretBinding
 metadata: {name: short-lived, namespace: demo}
 spec:

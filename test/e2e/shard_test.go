@@ -32,7 +32,7 @@ kind: Secret
 metadata: {name: keyway-token, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
 stringData: {token: %[2]s}
 ---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: VaultConnection
 metadata: {name: keyway, namespace: %[1]s}
 spec:
@@ -41,12 +41,12 @@ spec:
   allowInsecureHTTP: true
   auth: {bearer: {secretRef: {name: keyway-token, key: token}}}
 ---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: SecretBinding
 metadata: {name: own, namespace: %[1]s}
 spec: {connectionRef: {name: keyway}, vault: acme/payments, environment: production}
 ---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: SecretBinding
 metadata: {name: shared, namespace: %[1]s}
 spec: {connectionRef: {kind: ClusterVaultConnection, name: shard-e2e}, vault: acme/payments, environment: production}
@@ -99,7 +99,7 @@ func TestTwoShards(t *testing.T) {
 		kubectl(t, append([]string{"delete", "namespace", "--wait=true", "--timeout=60s"}, nss...)...)
 		kubectl(t, "delete", "clustervaultconnection", "shard-e2e", "--wait=true", "--timeout=30s")
 	}()
-	cvc := fmt.Sprintf(`apiVersion: keyferry.dev/v1alpha1
+	cvc := fmt.Sprintf(`apiVersion: keyferry.dev/v1beta1
 kind: ClusterVaultConnection
 metadata: {name: shard-e2e}
 spec:
@@ -153,7 +153,7 @@ spec:
 
 	// A ClusterSecretBinding is provisioned by shard 0 alone, in every namespace whatever
 	// its shard (each binding then synced by its own shard).
-	csb := `apiVersion: keyferry.dev/v1alpha1
+	csb := `apiVersion: keyferry.dev/v1beta1
 kind: ClusterSecretBinding
 metadata: {name: shard-e2e}
 spec:

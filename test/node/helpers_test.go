@@ -191,7 +191,7 @@ kind: Secret
 metadata: {name: keyway, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
 stringData: {token: %[2]s, ca.crt: %[3]s}
 ---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: VaultConnection
 metadata: {name: keyway, namespace: %[1]s}
 spec:

@@ -71,7 +71,7 @@ func TestWorkloadReadsWhatKeyferryWrote(t *testing.T) {
 	caPEM := devVault(t)
 	vaultCA = caPEM
 	apply(t, keywayConnection("shop", caPEM)+`---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: SecretBinding
 metadata: {name: payments, namespace: shop}
 spec:

@@ -63,7 +63,7 @@ kind: Secret
 metadata: {name: ci-hook, namespace: hooked, labels: {keyferry.dev/credentials: "true"}}
 stringData: {token: `+token+`}
 ---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: RefreshReceiver
 metadata: {name: ci, namespace: hooked}
 spec:
@@ -71,7 +71,7 @@ spec:
   secretRef: {name: ci-hook}
   selector: {matchLabels: {app: hooked}}
 ---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: SecretBinding
 metadata: {name: hooked, namespace: hooked, labels: {app: hooked}}
 spec:

@@ -142,7 +142,7 @@ func TestSecretShapesOnTheNode(t *testing.T) {
 	setVault(t, vaultCA, "acme/cfg", "production", "DB_USER", "app")
 	q := func(s string) string { return fmt.Sprintf("%q", s) }
 	apply(t, keywayConnection("shapes", vaultCA)+fmt.Sprintf(`---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: SecretBinding
 metadata: {name: registry-pull, namespace: shapes}
 spec:
@@ -155,7 +155,7 @@ spec:
       data:
         .dockerconfigjson: '{{ dict "auths" (dict %s (dict "auth" (printf "%%s:%%s" .REGISTRY_USER .REGISTRY_PASSWORD | b64enc))) | toJson }}'
 ---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: SecretBinding
 metadata: {name: shop-tls, namespace: shapes}
 spec:
@@ -172,7 +172,7 @@ metadata: {name: app-templates, namespace: shapes, labels: {keyferry.dev/templat
 data:
   config.json: '{{ dict "user" .DB_USER "region" .REGION | toJson }}'
 ---
-apiVersion: keyferry.dev/v1alpha1
+apiVersion: keyferry.dev/v1beta1
 kind: SecretBinding
 metadata: {name: app-config, namespace: shapes}
 spec:

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keyferry/keyferry/internal/dev/localstack"
@@ -160,7 +161,53 @@ func TestUpgradeAndRollbackAreNonEvents(t *testing.T) {
 		if len(lost) != 0 {
 			t.Errorf("%s: status fields lost: %v", step.name, lost[:min(len(lost), 10)])
 		}
+		if step.into == current {
+			sameAtBothVersions(t, dyn)
+		}
 	}
+}
+
+// sameAtBothVersions: after the upgrade every object the previous release made at
+// v1alpha1 reads at v1beta1 with the same spec and generation (None conversion; status
+// moves on its own, so it is not compared between two reads), and nothing moved
+// the storage version (a rollback must still apply the previous release's CRDs).
+func sameAtBothVersions(t *testing.T, dyn dynamic.Interface) {
+	t.Helper()
+	ctx := context.Background()
+	n := 0
+	for _, gvr := range keyferryKinds {
+		alpha, err := dyn.Resource(gvr).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		beta, err := dyn.Resource(schema.GroupVersionResource{Group: gvr.Group, Version: "v1beta1", Resource: gvr.Resource}).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatalf("%s at v1beta1: %v", gvr.Resource, err)
+		}
+		at := map[string]unstructured.Unstructured{}
+		for _, u := range beta.Items {
+			at[u.GetNamespace()+"/"+u.GetName()] = u
+		}
+		for _, a := range alpha.Items {
+			b, ok := at[a.GetNamespace()+"/"+a.GetName()]
+			if !ok || !equality.Semantic.DeepEqual(a.Object["spec"], b.Object["spec"]) || a.GetGeneration() != b.GetGeneration() {
+				t.Errorf("%s %s/%s differs at v1beta1", gvr.Resource, a.GetNamespace(), a.GetName())
+			}
+			n++
+		}
+	}
+	crds := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	for _, gvr := range keyferryKinds {
+		crd, err := dyn.Resource(crds).Get(ctx, gvr.Resource+"."+gvr.Group, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, _, _ := unstructured.NestedStringSlice(crd.Object, "status", "storedVersions")
+		if len(stored) != 1 || stored[0] != "v1alpha1" {
+			t.Errorf("%s: storedVersions %v after the upgrade, want [v1alpha1] (this release still stores v1alpha1)", crd.GetName(), stored)
+		}
+	}
+	t.Logf("step: %d objects read the same at v1alpha1 and v1beta1; storedVersions stay [v1alpha1]", n)
 }
 
 // previousDefects takes out of a rollback's observation what the release rolled back to

@@ -11,7 +11,7 @@ import (
 	"text/template"
 	"time"
 
-	kf "github.com/keyferry/keyferry/api/v1alpha1"
+	kf "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 // DemoNamespace holds the demo's connections and bindings.

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	keyferryv1alpha1 "github.com/keyferry/keyferry/api/v1alpha1"
+	keyferryv1beta1 "github.com/keyferry/keyferry/api/v1beta1"
 )
 
 // RepoRoot is the repository's root directory.
@@ -30,7 +30,7 @@ func RepoRoot() string {
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(keyferryv1alpha1.AddToScheme(s))
+	utilruntime.Must(keyferryv1beta1.AddToScheme(s))
 	return s
 }
 
