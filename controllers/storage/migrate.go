@@ -109,36 +109,40 @@ func Migrate(ctx context.Context, reader client.Reader, c client.Client, name st
 	return res, nil
 }
 
-// Runnable migrates each of CRDs once when its manager becomes leader, retrying until
-// every one is done; the reconcilers do not wait for it.
+// Runnable migrates each of CRDs when its manager becomes leader and checks them again
+// every Every (the CRDs may be upgraded apart from the manager: crds.install=false), sooner
+// after a failure; the reconcilers do not wait for it.
 type Runnable struct {
 	Reader client.Reader
 	Client client.Client
 	CRDs   []string
-	// Retry is the pause after a failure (30 s when zero).
-	Retry time.Duration
-	// Done is told of each finished CRD (tests, metrics).
+	// Every is the pause between checks (10 min when zero), Retry the one after a failure
+	// (30 s when zero). A check of a migrated CRD is one GET.
+	Every, Retry time.Duration
+	// Done is told of each CRD checked (tests, metrics).
 	Done func(Result)
 }
 
 // NeedLeaderElection is true: one replica migrates.
 func (r *Runnable) NeedLeaderElection() bool { return true }
 
-// Start runs the migrations until each CRD is done or ctx ends.
+// Start checks, and migrates where needed, until ctx ends.
 func (r *Runnable) Start(ctx context.Context) error {
 	log := logf.FromContext(ctx).WithName("storage-migration")
-	retry := r.Retry
+	every, retry := r.Every, r.Retry
+	if every <= 0 {
+		every = 10 * time.Minute
+	}
 	if retry <= 0 {
 		retry = 30 * time.Second
 	}
-	pending := slices.Clone(r.CRDs)
-	for len(pending) > 0 {
-		var failed []string
-		for _, name := range pending {
+	for {
+		wait := every
+		for _, name := range r.CRDs {
 			res, err := Migrate(ctx, r.Reader, r.Client, name)
 			if err != nil {
 				log.Error(err, "storage migration failed; retrying", "crd", name, "retryIn", retry)
-				failed = append(failed, name)
+				wait = retry
 				continue
 			}
 			if !res.Done() {
@@ -148,15 +152,10 @@ func (r *Runnable) Start(ctx context.Context) error {
 				r.Done(res)
 			}
 		}
-		if pending = failed; len(pending) == 0 {
-			break
-		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(retry):
+		case <-time.After(wait):
 		}
 	}
-	<-ctx.Done()
-	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -110,6 +111,16 @@ func setStorage(t *testing.T, v string) {
 	}
 }
 
+// reset makes v1alpha1 the storage and only stored version again, whatever the test
+// before moved.
+func reset(t *testing.T) {
+	t.Helper()
+	setStorage(t, "v1alpha1")
+	if _, err := storage.Migrate(context.Background(), k8s, k8s, crdName); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func binding(ns, name string) *kf.SecretBinding {
 	return &kf.SecretBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: kf.SecretBindingSpec{ConnectionRef: kf.ConnectionReference{Name: "c"}, Vault: "acme/app", Environment: "production"}}
@@ -124,9 +135,7 @@ func TestMigrationRewritesEveryObjectAtTheStorageVersion(t *testing.T) {
 	if err := k8s.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	if got := crd(t).Status.StoredVersions; !slices.Equal(got, []string{"v1alpha1"}) {
-		t.Fatalf("this release stores %v, want v1alpha1 (see hack/crdversions)", got)
-	}
+	reset(t)
 	// A release whose storage version has not moved has nothing to do.
 	if res, err := storage.Migrate(ctx, k8s, k8s, crdName); err != nil || !res.Done() || res.Rewritten != 0 {
 		t.Fatalf("before any move: %+v, %v", res, err)
@@ -142,7 +151,6 @@ func TestMigrationRewritesEveryObjectAtTheStorageVersion(t *testing.T) {
 			t.Fatalf("%s stored at %s", b.Name, v)
 		}
 	}
-	t.Cleanup(func() { setStorage(t, "v1alpha1") })
 	setStorage(t, "v1beta1")
 	fresh := binding(ns.Name, "new")
 	if err := k8s.Create(ctx, fresh); err != nil {
@@ -155,8 +163,12 @@ func TestMigrationRewritesEveryObjectAtTheStorageVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Rewritten != 4 || res.Storage != "v1beta1" {
-		t.Errorf("migration %+v, want 4 objects rewritten at v1beta1", res)
+	all := &kf.SecretBindingList{}
+	if err := k8s.List(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if res.Rewritten != len(all.Items) || res.Storage != "v1beta1" {
+		t.Errorf("migration %+v, want all %d SecretBindings rewritten at v1beta1", res, len(all.Items))
 	}
 	if got := crd(t).Status.StoredVersions; !slices.Equal(got, []string{"v1beta1"}) {
 		t.Errorf("storedVersions %v, want [v1beta1]", got)
@@ -196,7 +208,7 @@ func (c *changingClient) Patch(ctx context.Context, obj client.Object, p client.
 	if _, isCRD := obj.(*apiextensionsv1.CustomResourceDefinition); !isCRD && !c.done {
 		c.done = true
 		cur := crd(c.t)
-		metav1.SetMetaDataAnnotation(&cur.ObjectMeta, "test/changed", "yes")
+		metav1.SetMetaDataAnnotation(&cur.ObjectMeta, "test/changed", time.Now().Format(time.RFC3339Nano))
 		if uerr := c.Update(ctx, cur); uerr != nil {
 			c.t.Fatal(uerr)
 		}
@@ -215,7 +227,7 @@ func TestMigrationKeepsStoredVersionsWhenTheCRDChanged(t *testing.T) {
 	if err := k8s.Create(ctx, binding(ns.Name, "a")); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { setStorage(t, "v1alpha1") })
+	reset(t)
 	setStorage(t, "v1beta1")
 	c := &changingClient{Client: k8s, t: t}
 	_, err := storage.Migrate(ctx, k8s, c, crdName)
@@ -227,5 +239,37 @@ func TestMigrationKeepsStoredVersionsWhenTheCRDChanged(t *testing.T) {
 	}
 	if res, err := storage.Migrate(ctx, k8s, k8s, crdName); err != nil || !slices.Equal(crd(t).Status.StoredVersions, []string{"v1beta1"}) {
 		t.Errorf("the run after: %+v, %v, storedVersions %v", res, err, crd(t).Status.StoredVersions)
+	}
+}
+
+// The manager's runnable finds a CRD moved after it started (CRDs upgraded apart from
+// the chart) at its next check and migrates it.
+func TestRunnableMigratesACRDMovedLater(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reset(t)
+	checks := make(chan storage.Result, 64)
+	r := &storage.Runnable{Reader: k8s, Client: k8s, CRDs: []string{crdName}, Every: 100 * time.Millisecond,
+		Done: func(res storage.Result) {
+			select {
+			case checks <- res:
+			default:
+			}
+		}}
+	go func() { _ = r.Start(ctx) }()
+	if res := <-checks; !res.Done() {
+		t.Fatalf("first check %+v", res)
+	}
+	setStorage(t, "v1beta1")
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case res := <-checks:
+			if slices.Equal(crd(t).Status.StoredVersions, []string{"v1beta1"}) && res.Storage == "v1beta1" {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("storedVersions still %v", crd(t).Status.StoredVersions)
+		}
 	}
 }

@@ -178,6 +178,10 @@ spec:
 	return string(ca.CertPEM)
 }
 
+// manifestVersion is the apiVersion the suites' manifests use: the upgrade proof writes
+// them as the previous release's users did (v1alpha1).
+var manifestVersion = "keyferry.dev/v1beta1"
+
 // keywayConnection is a namespace with a Keyway connection to the dev vault pod over
 // HTTPS (its CA in the credentials Secret).
 func keywayConnection(ns, caPEM string) string {
@@ -191,7 +195,7 @@ kind: Secret
 metadata: {name: keyway, namespace: %[1]s, labels: {keyferry.dev/credentials: "true"}}
 stringData: {token: %[2]s, ca.crt: %[3]s}
 ---
-apiVersion: keyferry.dev/v1beta1
+apiVersion: %[5]s
 kind: VaultConnection
 metadata: {name: keyway, namespace: %[1]s}
 spec:
@@ -199,7 +203,7 @@ spec:
   url: https://%[4]s:8443/keyway
   caBundleSecretRef: {name: keyway, key: ca.crt}
   auth: {bearer: {secretRef: {name: keyway, key: token}}}
-`, ns, localstack.DemoCredentials["keyway"], caJSON, vaultIP)
+`, ns, localstack.DemoCredentials["keyway"], caJSON, vaultIP, manifestVersion)
 }
 
 // setVault changes a value in the dev vault pod (its debug endpoint, through its Service),

@@ -36,6 +36,7 @@ func TestMain(m *testing.M) { os.Exit(runUpgrade(m)) }
 // runUpgrade starts the node, serves both releases from one registry on its veth and
 // installs the previous one, as a user who installed it months ago would have it.
 func runUpgrade(m *testing.M) int {
+	manifestVersion = "keyferry.dev/v1alpha1"
 	root := repoRoot()
 	err := startNode(root)
 	if node != nil {
