@@ -50,7 +50,8 @@ func newCheckUpgradeCommand(o *Options) *cobra.Command {
 		Long: `check-upgrade reads keyferry's CRDs and says, for each, the versions served (deprecated
 ones marked), the storage version and the versions objects may still be stored at
 (status.storedVersions). The manager moves stored objects to the storage version when it
-starts; until then a release that stops serving the old version cannot be installed.
+starts and every 10 minutes; until then a release that stops serving the old version
+cannot be installed.
 It also lists who last wrote objects at a deprecated version (from their managedFields:
 GitOps tools or scripts applying old manifests), so they can move before it goes.
 
@@ -173,7 +174,7 @@ func (o *Options) printUpgradeCheck(crds []CRDVersions, writers []OldWriter, den
 		}
 		state := "ok"
 		if p := c.pending(); len(p) > 0 {
-			state = "objects may be stored at " + strings.Join(p, ", ") + ": the manager migrates them when it starts"
+			state = "objects may be stored at " + strings.Join(p, ", ") + ": the manager migrates them (at start, then every 10 min)"
 			pending = append(pending, c.Name)
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.Name, strings.Join(served, ", "), c.Storage, strings.Join(c.Stored, ", "), state)
