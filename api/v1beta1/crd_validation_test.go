@@ -53,14 +53,14 @@ func newNamespace(t *testing.T) string {
 	return ns.Name
 }
 
-func TestSamplesAreAccepted(t *testing.T) {
-	ns := newNamespace(t)
-	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "keyferry_*.yaml"))
-	if err != nil || len(files) == 0 {
+// samples returns every object of config/samples, each with the file it came from.
+func samples(t *testing.T) (objs []*unstructured.Unstructured, files []string) {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "keyferry_*.yaml"))
+	if err != nil || len(paths) == 0 {
 		t.Fatalf("no samples found (%v)", err)
 	}
-	seen := map[string]bool{}
-	for _, f := range files {
+	for _, f := range paths {
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -73,16 +73,26 @@ func TestSamplesAreAccepted(t *testing.T) {
 			} else if err != nil {
 				t.Fatalf("%s: %v", f, err)
 			}
-			if !strings.HasPrefix(u.GetKind(), "Cluster") {
-				u.SetNamespace(ns)
-			}
-			if err := k8s.Create(context.Background(), u); err != nil {
-				t.Errorf("%s: the apiserver rejected %s %s: %v", filepath.Base(f), u.GetKind(), u.GetName(), err)
-			}
-			if u.GetKind() == "VaultConnection" {
-				p, _, _ := unstructured.NestedString(u.Object, "spec", "provider")
-				seen[p] = true
-			}
+			objs, files = append(objs, u), append(files, filepath.Base(f))
+		}
+	}
+	return objs, files
+}
+
+func TestSamplesAreAccepted(t *testing.T) {
+	ns := newNamespace(t)
+	seen := map[string]bool{}
+	objs, files := samples(t)
+	for i, u := range objs {
+		if !strings.HasPrefix(u.GetKind(), "Cluster") {
+			u.SetNamespace(ns)
+		}
+		if err := k8s.Create(context.Background(), u); err != nil {
+			t.Errorf("%s: the apiserver rejected %s %s: %v", files[i], u.GetKind(), u.GetName(), err)
+		}
+		if u.GetKind() == "VaultConnection" {
+			p, _, _ := unstructured.NestedString(u.Object, "spec", "provider")
+			seen[p] = true
 		}
 	}
 	for _, p := range []kf.Provider{kf.ProviderKeyway, kf.ProviderKeystash, kf.ProviderStash,

@@ -1,12 +1,7 @@
 package v1beta1_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -45,54 +39,41 @@ func TestV1alpha1ManifestsStillApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "keyferry_*.yaml"))
 	n := 0
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
+	objs, files := samples(t)
+	for i, u := range objs {
+		if u.GetAPIVersion() != kf.GroupVersion.String() {
+			continue
+		}
+		u.SetAPIVersion("keyferry.dev/v1alpha1")
+		u.SetName("old-" + u.GetName())
+		if !strings.HasPrefix(u.GetKind(), "Cluster") {
+			u.SetNamespace(ns)
+		}
+		if err := c.Create(context.Background(), u); err != nil {
+			t.Errorf("%s: v1alpha1 %s refused: %v", files[i], u.GetKind(), err)
+			continue
+		}
+		n++
+		// u is what the API server answered at v1alpha1; read at v1beta1 it must be
+		// the same object, field for field, apart from its apiVersion.
+		beta := &unstructured.Unstructured{}
+		beta.SetGroupVersionKind(kf.GroupVersion.WithKind(u.GetKind()))
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(u), beta); err != nil {
+			t.Fatal(err)
+		}
+		if !equality.Semantic.DeepEqual(beta.Object["spec"], u.Object["spec"]) {
+			t.Errorf("%s %s: spec at v1beta1 %v, at v1alpha1 %v", u.GetKind(), u.GetName(), beta.Object["spec"], u.Object["spec"])
+		}
+		// And the Go types of v1beta1 read it.
+		typed, err := c.Scheme().New(kf.GroupVersion.WithKind(u.GetKind()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			if u.GetAPIVersion() != kf.GroupVersion.String() {
-				continue
-			}
-			u.SetAPIVersion("keyferry.dev/v1alpha1")
-			u.SetName("old-" + u.GetName())
-			if !strings.HasPrefix(u.GetKind(), "Cluster") {
-				u.SetNamespace(ns)
-			}
-			if err := c.Create(context.Background(), u); err != nil {
-				t.Errorf("%s: v1alpha1 %s refused: %v", filepath.Base(f), u.GetKind(), err)
-				continue
-			}
-			n++
-			// u is what the API server answered at v1alpha1; read at v1beta1 it must be
-			// the same object, field for field, apart from its apiVersion.
-			beta := &unstructured.Unstructured{}
-			beta.SetGroupVersionKind(kf.GroupVersion.WithKind(u.GetKind()))
-			if err := c.Get(context.Background(), client.ObjectKeyFromObject(u), beta); err != nil {
-				t.Fatal(err)
-			}
-			if !equality.Semantic.DeepEqual(beta.Object["spec"], u.Object["spec"]) {
-				t.Errorf("%s %s: spec at v1beta1 %v, at v1alpha1 %v", u.GetKind(), u.GetName(), beta.Object["spec"], u.Object["spec"])
-			}
-			// And the Go types of v1beta1 read it.
-			typed, err := c.Scheme().New(kf.GroupVersion.WithKind(u.GetKind()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(beta.Object, typed); err != nil {
-				t.Errorf("%s %s: %v", u.GetKind(), u.GetName(), err)
-			}
-			_ = c.Delete(context.Background(), beta)
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(beta.Object, typed); err != nil {
+			t.Errorf("%s %s: %v", u.GetKind(), u.GetName(), err)
 		}
+		_ = c.Delete(context.Background(), beta)
 	}
 	if n == 0 {
 		t.Fatal("no sample was sent")
