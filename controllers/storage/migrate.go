@@ -45,8 +45,8 @@ type Result struct {
 	Rewritten int
 }
 
-// Done says the CRD had nothing stored at another version.
-func (r Result) Done() bool { return len(r.Was) == 1 && r.Was[0] == r.Storage }
+// NothingToDo says the CRD had nothing stored at another version (no object rewritten).
+func (r Result) NothingToDo() bool { return len(r.Was) == 1 && r.Was[0] == r.Storage }
 
 // ErrCRDChanged says the CRD changed while its objects were rewritten (an upgrade in
 // between may have moved the storage version): the migration must run again.
@@ -70,7 +70,7 @@ func Migrate(ctx context.Context, reader client.Reader, c client.Client, name st
 	if res.Storage == "" {
 		return res, fmt.Errorf("CRD %s has no storage version", name)
 	}
-	if res.Done() {
+	if res.NothingToDo() {
 		return res, nil
 	}
 	gvk := schema.GroupVersionKind{Group: crd.Spec.Group, Version: res.Storage, Kind: crd.Spec.Names.ListKind}
@@ -145,7 +145,7 @@ func (r *Runnable) Start(ctx context.Context) error {
 				wait = retry
 				continue
 			}
-			if !res.Done() {
+			if !res.NothingToDo() {
 				log.Info("migrated stored objects", "crd", name, "storageVersion", res.Storage, "storedVersionsWere", res.Was, "rewritten", res.Rewritten)
 			}
 			if r.Done != nil {

@@ -17,7 +17,6 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -34,29 +33,14 @@ var (
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
-	err := start()
-	if env != nil && env.ControlPlane.APIServer != nil {
-		defer func() { _ = env.Stop() }()
-	}
+	var err error
+	env, _, k8s, err = testenv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	defer func() { _ = env.Stop() }()
 	return m.Run()
-}
-
-func start() error {
-	var err error
-	if env, err = testenv.New(); err != nil {
-		return err
-	}
-	utilruntime.Must(apiextensionsv1.AddToScheme(env.Scheme))
-	cfg, err := env.Start()
-	if err != nil {
-		return err
-	}
-	k8s, err = client.New(cfg, client.Options{Scheme: env.Scheme})
-	return err
 }
 
 const crdName = "secretbindings.keyferry.dev"
@@ -99,17 +83,7 @@ func crd(t *testing.T) *apiextensionsv1.CustomResourceDefinition {
 	return c
 }
 
-// setStorage makes v the storage version, as the CRD of a release that moves it does.
-func setStorage(t *testing.T, v string) {
-	t.Helper()
-	c := crd(t)
-	for i := range c.Spec.Versions {
-		c.Spec.Versions[i].Storage = c.Spec.Versions[i].Name == v
-	}
-	if err := k8s.Update(context.Background(), c); err != nil {
-		t.Fatal(err)
-	}
-}
+func setStorage(t *testing.T, v string) { testenv.SetStorageVersion(t, k8s, crdName, v) }
 
 // reset makes v1alpha1 the storage and only stored version again, whatever the test
 // before moved.
@@ -137,7 +111,7 @@ func TestMigrationRewritesEveryObjectAtTheStorageVersion(t *testing.T) {
 	}
 	reset(t)
 	// A release whose storage version has not moved has nothing to do.
-	if res, err := storage.Migrate(ctx, k8s, k8s, crdName); err != nil || !res.Done() || res.Rewritten != 0 {
+	if res, err := storage.Migrate(ctx, k8s, k8s, crdName); err != nil || !res.NothingToDo() || res.Rewritten != 0 {
 		t.Fatalf("before any move: %+v, %v", res, err)
 	}
 	var old []*kf.SecretBinding
@@ -190,7 +164,7 @@ func TestMigrationRewritesEveryObjectAtTheStorageVersion(t *testing.T) {
 			}
 		}
 	}
-	if res, err := storage.Migrate(ctx, k8s, k8s, crdName); err != nil || !res.Done() || res.Rewritten != 0 {
+	if res, err := storage.Migrate(ctx, k8s, k8s, crdName); err != nil || !res.NothingToDo() || res.Rewritten != 0 {
 		t.Errorf("a second run: %+v, %v", res, err)
 	}
 }
@@ -257,7 +231,7 @@ func TestRunnableMigratesACRDMovedLater(t *testing.T) {
 			}
 		}}
 	go func() { _ = r.Start(ctx) }()
-	if res := <-checks; !res.Done() {
+	if res := <-checks; !res.NothingToDo() {
 		t.Fatalf("first check %+v", res)
 	}
 	setStorage(t, "v1beta1")

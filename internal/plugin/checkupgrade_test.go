@@ -6,10 +6,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/keyferry/keyferry/controllers/storage"
@@ -37,33 +35,14 @@ func TestCheckUpgrade(t *testing.T) {
 	}
 
 	// The next release's CRD stores at v1beta1: until migrated, v1alpha1 may be stored.
-	s := testenv.Scheme()
-	if err := apiextensionsv1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := client.New(cfg, client.Options{Scheme: s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	setStorage := func(v string) {
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := admin.Get(ctx, types.NamespacedName{Name: "secretbindings.keyferry.dev"}, crd); err != nil {
-			t.Fatal(err)
-		}
-		for i := range crd.Spec.Versions {
-			crd.Spec.Versions[i].Storage = crd.Spec.Versions[i].Name == v
-		}
-		if err := admin.Update(ctx, crd); err != nil {
-			t.Fatal(err)
-		}
-	}
+	setStorage := func(v string) { testenv.SetStorageVersion(t, k8s, "secretbindings.keyferry.dev", v) }
 	setStorage("v1beta1")
 	t.Cleanup(func() { setStorage("v1alpha1") })
 	out, code = run(t, nil, "check-upgrade", "-n", "upgrade")
 	if code != 1 || !strings.Contains(out, "objects may be stored at v1alpha1") {
 		t.Fatalf("before the migration: exit %d\n%s", code, out)
 	}
-	if _, err := storage.Migrate(ctx, admin, admin, "secretbindings.keyferry.dev"); err != nil {
+	if _, err := storage.Migrate(ctx, k8s, k8s, "secretbindings.keyferry.dev"); err != nil {
 		t.Fatal(err)
 	}
 	out, code = run(t, nil, "check-upgrade", "-n", "upgrade")

@@ -3,6 +3,7 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -26,12 +29,29 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
-// Scheme knows the built-in kinds and keyferry's.
+// Scheme knows the built-in kinds, keyferry's and CRDs (tests read and move keyferry's).
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(keyferryv1beta1.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
 	return s
+}
+
+// SetStorageVersion makes v the storage version of the CRD named name, as the CRD of a
+// release that moves it does (the API server adds v to status.storedVersions).
+func SetStorageVersion(t testing.TB, c client.Client, name, v string) {
+	t.Helper()
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := c.Get(context.Background(), types.NamespacedName{Name: name}, crd); err != nil {
+		t.Fatal(err)
+	}
+	for i := range crd.Spec.Versions {
+		crd.Spec.Versions[i].Storage = crd.Spec.Versions[i].Name == v
+	}
+	if err := c.Update(context.Background(), crd); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // New returns an envtest environment that installs keyferry's generated CRDs. It needs
