@@ -95,6 +95,16 @@ test-upgrade: image helm cyclonedx ## The upgrade proof on a real local node (ro
 	hack/build-node.sh >/dev/null
 	go test -tags upgrade -count=1 -timeout 30m -v -run 'TestUpgrade' ./test/node/...
 
+DURATION ?= 4m
+
+.PHONY: soak
+soak: image helm cyclonedx ## The soak on a real local node (root): 2,000 bindings, workloads and readers through DURATION (default 4m) of value changes and faults; asserts nothing lost, no bad read, restarts as expected, no growth; writes bin/soak/soak.json and soak.png.
+	go run ./hack/release -allow-dirty -version $(RELEASE_VERSION) -out $(LOCALBIN)/release -helm $(HELM) -cyclonedx $(LOCALBIN)/cyclonedx-gomod
+	hack/build-node.sh >/dev/null
+	mkdir -p $(LOCALBIN)/soak
+	KEYFERRY_SOAK_DURATION=$(DURATION) KEYFERRY_SOAK_OUT=$(LOCALBIN)/soak go test -tags soak -count=1 -timeout 6h -v -run 'TestSoak' ./test/node/...
+	go run ./hack/soakplot -in $(LOCALBIN)/soak/soak.json -out $(LOCALBIN)/soak/soak.png
+
 BENCH_ARGS ?= -n 1000 -e 10 -c 1 -u 0 -interval 30s
 
 .PHONY: bench

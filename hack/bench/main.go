@@ -52,6 +52,8 @@ type params struct {
 	trials        int
 	floodRate     int
 	floodFor      time.Duration
+	cpuProfile    string
+	profileAddr   string // shard 0's pprof address while profiling
 }
 
 func main() {
@@ -78,6 +80,7 @@ func main() {
 	flag.IntVar(&p.trials, "trials", 40, "hooks mode: vault changes, half refreshed by a hook, half by annotations")
 	flag.IntVar(&p.floodRate, "flood-rate", 1000, "hooks mode: invalid hooks a second")
 	flag.DurationVar(&p.floodFor, "flood-for", 10*time.Second, "hooks mode: how long the flood lasts")
+	flag.StringVar(&p.cpuProfile, "cpuprofile", "", "write shard 0's CPU profile from its start until all bindings are Ready to this file (go tool pprof)")
 	header := flag.Bool("header", false, "print the table header first")
 	flag.Parse()
 	if p.hooks {
@@ -165,6 +168,15 @@ func run(p params) error {
 	defer watch.Stop()
 
 	before := counts(st)
+	var prof *cpuProfiler
+	if p.cpuProfile != "" {
+		addr, err := profileAddr()
+		if err != nil {
+			return err
+		}
+		p.profileAddr = addr
+		prof = startCPUProfile(addr)
+	}
 	start := time.Now()
 	samplers, err := startManagers(st, p)
 	if err != nil {
@@ -174,6 +186,11 @@ func run(p params) error {
 		return err
 	}
 	ready := time.Since(start)
+	if prof != nil {
+		if err := prof.finish(p.cpuProfile); err != nil {
+			return err
+		}
+	}
 	var cpuReady float64
 	for _, s := range samplers {
 		_, cpu := s.now()
@@ -257,10 +274,14 @@ func startStack(ctx context.Context, p params, envs int, vaultArgs []string) (*l
 
 // shardArgs are the flags of manager i of p.shards.
 func shardArgs(p params, i int) []string {
-	if p.shards <= 1 {
-		return nil
+	var args []string
+	if i == 0 && p.profileAddr != "" {
+		args = append(args, "--pprof-bind-address", p.profileAddr)
 	}
-	return []string{"--shard-count", strconv.Itoa(p.shards), "--shard-index", strconv.Itoa(i)}
+	if p.shards <= 1 {
+		return args
+	}
+	return append(args, "--shard-count", strconv.Itoa(p.shards), "--shard-index", strconv.Itoa(i))
 }
 
 // startManagers starts one manager per shard and follows each one's RSS and CPU.

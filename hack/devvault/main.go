@@ -26,6 +26,7 @@ func main() {
 		data   = flag.String("data", "hack/devvault-data.json", "JSON file with vaults, tokens, API keys and users.")
 		cert   = flag.String("tls-cert", "", "PEM certificate to serve HTTPS with (with --tls-key); plain HTTP without.")
 		key    = flag.String("tls-key", "", "PEM private key of --tls-cert.")
+		state  = flag.String("state", "", "A file that keeps every debug change of a value; read instead of --data when it exists (a restarted dev vault answers as before).")
 		opts   devvault.Options
 	)
 	flag.DurationVar(&opts.TokenTTL, "token-ttl", time.Hour, "Lifetime of session tokens (Keystash, Knowledge Stack).")
@@ -35,6 +36,12 @@ func main() {
 	flag.IntVar(&opts.KeystashPerSecond, "keystash-per-second", 5, "Keystash requests allowed per second; 0 disables the limit.")
 	flag.BoolVar(&opts.KnowledgeStackCookie, "knowledgestack-cookie", false, "Knowledge Stack sign-in answers with a ks_uat cookie instead of access_token.")
 	flag.Parse()
+	opts.StateFile = *state
+	if *state != "" {
+		if _, err := os.Stat(*state); err == nil {
+			*data = *state
+		}
+	}
 
 	if err := run(*listen, *data, *cert, *key, opts); err != nil {
 		log.Fatalf("devvault: %v", err)

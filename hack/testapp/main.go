@@ -5,8 +5,11 @@
 // handshake (a rotated Secret volume shows without a restart). With -get it also fetches a
 // URL every second (with the bearer token of -token, when that file exists) and shows the
 // last status; TLS is verified against -ca when given (and the server certificate's serial
-// shown), else not verified (a probe of authorization, not of TLS). A development tool: the
-// values it shows are test data.
+// shown), else not verified (a probe of authorization, not of TLS). With -check it is the
+// soak test's reader: it reads the -check keys as files of -check-dir every 100ms and as
+// environment variables at start, judges every read (internal/dev/soakvalue: whole, of its
+// key, never older than the read before) and serves the tally as JSON at /reads. A
+// development tool: the values it shows are test data.
 package main
 
 import (
@@ -34,7 +37,15 @@ func main() {
 	keyFile := flag.String("tls-key", "", "the private key file of -tls-cert")
 	method := flag.String("method", http.MethodGet, "the method of -get's requests (POST: a hook)")
 	serverName := flag.String("server-name", "", "the name -get verifies the server's certificate for (default: the URL's host)")
+	check := flag.String("check", "", "comma-separated keys to read and judge in a loop (the soak reader)")
+	checkDir := flag.String("check-dir", "/secrets", "the directory holding the -check keys as files")
 	flag.Parse()
+	if *check != "" {
+		r := newReader(*checkDir, split(*check))
+		go r.loop(100 * time.Millisecond)
+		srv := &http.Server{Addr: *listen, ReadHeaderTimeout: 5 * time.Second, Handler: r}
+		log.Fatal(srv.ListenAndServe())
+	}
 	var last atomic.Value
 	last.Store("none yet")
 	if *get != "" {

@@ -1,4 +1,4 @@
-//go:build node || upgrade
+//go:build node || upgrade || soak
 
 package node
 
@@ -30,6 +30,10 @@ var release *published
 
 // vaultCA is the dev vault pod's CA (set by the first test).
 var vaultCA string
+
+// vaultStateDir, when set, is a host directory the dev vault pod keeps its changes in
+// (the soak kills the pod and expects the vault's data to survive, as a real vault's does).
+var vaultStateDir string
 
 // vaultIP is the dev vault Service's fixed ClusterIP (no DNS on the node: the connection
 // and the certificate name the address).
@@ -140,6 +144,19 @@ func devVault(t *testing.T) string {
 		t.Fatal(err)
 	}
 	q := func(b []byte) string { j, _ := json.Marshal(string(b)); return string(j) }
+	args, mounts, volumes := "", "", ""
+	if vaultStateDir != "" {
+		// The dev vault runs as 65532 (hack/internal/ociimage).
+		if err := os.MkdirAll(vaultStateDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(vaultStateDir, 65532, 65532); err != nil {
+			t.Fatal(err)
+		}
+		args = `, "--state", "/var/lib/devvault/state.json"`
+		mounts = `, {name: state, mountPath: /var/lib/devvault}`
+		volumes = fmt.Sprintf(`, {name: state, hostPath: {path: %q, type: Directory}}`, vaultStateDir)
+	}
 	apply(t, fmt.Sprintf(`apiVersion: v1
 kind: Namespace
 metadata: {name: vault}
@@ -169,11 +186,11 @@ spec:
       - name: devvault
         image: docker.io/library/keyferry-devvault:dev
         imagePullPolicy: Never
-        args: ["--listen", ":8443", "--data", "/etc/devvault/data.json", "--tls-cert", "/etc/devvault/tls.crt", "--tls-key", "/etc/devvault/tls.key", "--keyway-limit", "0"]
+        args: ["--listen", ":8443", "--data", "/etc/devvault/data.json", "--tls-cert", "/etc/devvault/tls.crt", "--tls-key", "/etc/devvault/tls.key", "--keyway-limit", "0"%[5]s]
         readinessProbe: {tcpSocket: {port: 8443}, periodSeconds: 1}
-        volumeMounts: [{name: tls, mountPath: /etc/devvault}]
-      volumes: [{name: tls, secret: {secretName: tls}}]
-`, q(serving.CertPEM), q(serving.KeyPEM), q(data), vaultIP))
+        volumeMounts: [{name: tls, mountPath: /etc/devvault}%[6]s]
+      volumes: [{name: tls, secret: {secretName: tls}}%[7]s]
+`, q(serving.CertPEM), q(serving.KeyPEM), q(data), vaultIP, args, mounts, volumes))
 	kubectl(t, "rollout", "status", "deployment/devvault", "-n", "vault", "--timeout=90s")
 	return string(ca.CertPEM)
 }
@@ -210,20 +227,66 @@ spec:
 // trusting the dev vault's CA.
 func setVault(t *testing.T, caPEM, vaultName, env, key, value string) {
 	t.Helper()
+	if err := trySetVault(caPEM, vaultName, env, key, value); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func trySetVault(caPEM, vaultName, env, key, value string) error {
+	body, _ := json.Marshal(map[string]string{"environment": env, "key": key, "value": value})
+	return vaultDebug(caPEM, http.MethodPut, "/debug/secrets/"+vaultName, string(body))
+}
+
+// vaultDebug calls a debug endpoint of the dev vault pod (204 expected).
+func vaultDebug(caPEM, method, path, body string) error {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM([]byte(caPEM))
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
-	body, _ := json.Marshal(map[string]string{"environment": env, "key": key, "value": value})
-	req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("https://%s:8443/debug/secrets/%s", vaultIP, vaultName), strings.NewReader(string(body)))
+	req, err := http.NewRequest(method, fmt.Sprintf("https://%s:8443%s", vaultIP, path), strings.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatalf("setting %s in the dev vault: %v", key, err)
+		return fmt.Errorf("dev vault %s: %w", path, err)
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("setting %s in the dev vault: HTTP %d", key, resp.StatusCode)
+		return fmt.Errorf("dev vault %s: HTTP %d", path, resp.StatusCode)
 	}
+	return nil
+}
+
+// vaultCounts reads the dev vault pod's request counters.
+func vaultCounts(t *testing.T) map[string]int {
+	t.Helper()
+	out, err := tryVaultCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func tryVaultCounts() (map[string]int, error) {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM([]byte(vaultCA))
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	resp, err := c.Get("https://" + vaultIP + ":8443/debug/counts")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	out := map[string]int{}
+	return out, json.NewDecoder(resp.Body).Decode(&out)
+}
+
+// diffCounts is what changed between two readings (endpoint → requests).
+func diffCounts(before, after map[string]int) map[string]int {
+	out := map[string]int{}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-//go:build node || upgrade
+//go:build node || upgrade || soak
 
 package node
 

@@ -17,6 +17,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log"
 	"net/http"
 	"os"
 	"slices"
@@ -76,6 +77,10 @@ type Options struct {
 	KnowledgeStackCookie bool
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// StateFile, when set, receives the whole data after every debug change of a value, so
+	// that a dev vault restarted from it (a pod killed in a soak) answers what it answered
+	// before, as a real vault would.
+	StateFile string
 }
 
 // Fault replaces the answers to a vendor's next requests.
@@ -174,6 +179,26 @@ func (s *Server) SetSecret(vault, env, key, value string) {
 		s.data.Vaults[vault][env] = map[string]string{}
 	}
 	s.data.Vaults[vault][env][key] = value
+	if err := s.saveLocked(); err != nil {
+		log.Printf("devvault: saving the state: %v", err)
+	}
+}
+
+// saveLocked writes the data to Options.StateFile (when set) by rename, so that a kill
+// never leaves half a file.
+func (s *Server) saveLocked() error {
+	if s.opts.StateFile == "" {
+		return nil
+	}
+	b, err := json.Marshal(s.data)
+	if err != nil {
+		return err
+	}
+	tmp := s.opts.StateFile + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.opts.StateFile)
 }
 
 // RevokeToken removes a static token or API key.

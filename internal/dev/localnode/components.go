@@ -100,9 +100,15 @@ func (n *Node) startContainerd(ctx context.Context) error {
 		return err
 	}
 	n.Containerd = filepath.Join(n.dir, "containerd", "containerd.sock")
+	return n.runContainerd(ctx, cfg)
+}
+
+// runContainerd starts containerd with cfg and waits until it answers on its socket.
+func (n *Node) runContainerd(ctx context.Context, cfg string) error {
 	if err := n.start(true, "containerd", "--config", cfg); err != nil {
 		return err
 	}
+	n.containerd = n.procs[len(n.procs)-1]
 	return waitFor(30*time.Second, "containerd's socket", func() bool {
 		return exec.CommandContext(ctx, "ctr", "--address", n.Containerd, "version").Run() == nil
 	})

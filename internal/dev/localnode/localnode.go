@@ -85,6 +85,8 @@ type Node struct {
 	sysctl map[string]string // what the node changed, with the value to restore
 	// Containerd is the node's containerd socket (for ctr).
 	Containerd string
+	// containerd is the running containerd (RestartContainerd replaces it).
+	containerd *exec.Cmd
 }
 
 // hostSysctls are the machine-wide values the kubelet sets itself (protectKernelDefaults

@@ -73,7 +73,10 @@ type Stack struct {
 	manager           *exec.Cmd
 	replicas          []*Replica
 	controllerManager *exec.Cmd
-	ownDir            bool
+	// apiserver is kube-apiserver once RestartAPIServer started it again (before, envtest
+	// holds it).
+	apiserver *exec.Cmd
+	ownDir    bool
 	// envtestLog receives the control plane harness's own log lines.
 	envtestLog *os.File
 }
@@ -401,6 +404,8 @@ func (s *Stack) Stop() {
 	s.vault = nil
 	stopProcess(s.controllerManager)
 	s.controllerManager = nil
+	stopProcess(s.apiserver)
+	s.apiserver = nil
 	if s.env != nil {
 		_ = s.env.Stop()
 		s.env = nil
