@@ -7,8 +7,6 @@ import (
 	"maps"
 	"strings"
 
-	"github.com/keyferry/keyferry/controllers/conditions"
-
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,6 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kf "github.com/keyferry/keyferry/api/v1beta1"
+	"github.com/keyferry/keyferry/controllers/conditions"
+	"github.com/keyferry/keyferry/controllers/queue"
 	"github.com/keyferry/keyferry/internal/render"
 	"github.com/keyferry/keyferry/internal/trim"
 )
@@ -33,6 +33,26 @@ type secretWriter struct {
 	live client.Reader
 	// hmacKey keys the digest of written data (one per installation).
 	hmacKey []byte
+	// own remembers the versions written here: their watch events are not a reason for
+	// another pass (a first sync is then one pass, not two).
+	own *queue.OwnWrites
+	// wake enqueues a binding (another pass).
+	wake func(types.NamespacedName)
+}
+
+// track brackets a write of the binding's Secret key for own; the function it returns
+// takes the API server's answer (nil on failure) and passes the binding again when
+// someone else changed the Secret meanwhile. Writers built without own track nothing.
+func (w secretWriter) track(b *kf.SecretBinding, key types.NamespacedName) func(written client.Object) {
+	if w.own == nil {
+		return func(client.Object) {}
+	}
+	w.own.Begin(key)
+	return func(written client.Object) {
+		if w.own.End(key, written) && w.wake != nil {
+			w.wake(client.ObjectKeyFromObject(b))
+		}
+	}
 }
 
 // ownership is who writes a Secret, from one binding's point of view.
@@ -171,7 +191,13 @@ func (w secretWriter) write(ctx context.Context, b *kf.SecretBinding, current *c
 	if current == nil {
 		// A create can never overwrite a Secret that appeared meanwhile (it fails instead),
 		// and it spares the live read an apply would need to be safe.
+		done := w.track(b, client.ObjectKeyFromObject(want))
 		err := w.client.Create(ctx, want, client.FieldOwner(kf.FieldManager))
+		if err != nil {
+			done(nil)
+		} else {
+			done(want)
+		}
 		if apierrors.IsAlreadyExists(err) {
 			return false, errNotOurs(want.Name)
 		}
@@ -185,19 +211,23 @@ func (w secretWriter) write(ctx context.Context, b *kf.SecretBinding, current *c
 		return false, fmt.Errorf("converting Secret %s/%s: %w", want.Namespace, want.Name, err)
 	}
 	unstructured.RemoveNestedField(u, "metadata", "creationTimestamp")
-	ac := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
+	applied := &unstructured.Unstructured{Object: u}
+	ac := client.ApplyConfigurationFromUnstructured(applied) // the answer is decoded into applied
 	opts := []client.ApplyOption{client.FieldOwner(kf.FieldManager)}
 	if b.GetCreationPolicy() != kf.CreationPolicyMerge {
 		// A Secret keyferry owns is keyferry's to restore; under Merge a key another
 		// manager holds stays theirs.
 		opts = append(opts, client.ForceOwnership)
 	}
+	done := w.track(b, client.ObjectKeyFromObject(want))
 	if err := w.client.Apply(ctx, ac, opts...); err != nil {
+		done(nil)
 		if apierrors.IsConflict(err) {
 			return false, conditions.StalledErr(kf.ReasonTargetConflict, "Secret %s: %s another field manager holds; keyferry does not take it over", want.Name, conflictFields(err))
 		}
 		return false, refused(want.Name, err)
 	}
+	done(applied)
 	return true, w.removeForeignKeys(ctx, b, current, data)
 }
 
@@ -259,7 +289,13 @@ func (w secretWriter) removeForeignKeys(ctx context.Context, b *kf.SecretBinding
 	if err != nil {
 		return err
 	}
-	return client.IgnoreNotFound(w.client.Patch(ctx, current, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(kf.FieldManager)))
+	done := w.track(b, client.ObjectKeyFromObject(current))
+	if err := w.client.Patch(ctx, current, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(kf.FieldManager)); err != nil {
+		done(nil)
+		return client.IgnoreNotFound(err)
+	}
+	done(current)
+	return nil
 }
 
 // writtenKeys is how many keys the binding wrote into s: all of its data when keyferry

@@ -37,7 +37,8 @@ func connectionRefKey(kind kf.ConnectionKind, name string) string { return strin
 // opted-in workloads reading the Secrets (status.consumers), and connections whose
 // readiness changes. consumers.Index must be registered.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, templateConfigMaps cache.Cache) error {
-	r.target = secretWriter{client: r.Client, cache: r.Secrets, live: r.APIReader, hmacKey: r.HMACKey}
+	r.target = secretWriter{client: r.Client, cache: r.Secrets, live: r.APIReader, hmacKey: r.HMACKey,
+		own: queue.NewOwnWrites(), wake: r.waker.Wake}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kf.SecretBinding{}, connectionRefIndex,
 		func(o client.Object) []string {
 			ref := o.(*kf.SecretBinding).Spec.ConnectionRef
@@ -53,7 +54,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, templateConfigMaps cache
 		Named("secretbinding").
 		For(&kf.SecretBinding{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, queue.DeletionPredicate()))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToBinding)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(secretToBinding), builder.WithPredicates(r.target.own.Predicate())).
 		WatchesRawSource(r.waker.Source()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1), NewQueue: queue.NamespaceFair})
 	if templateConfigMaps != nil {

@@ -520,3 +520,14 @@ func readyTrue(u *unstructured.Unstructured) bool {
 	}
 	return false
 }
+
+// diffCounts is what changed between two readings (endpoint → requests).
+func diffCounts(before, after map[string]int) map[string]int {
+	out := map[string]int{}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}

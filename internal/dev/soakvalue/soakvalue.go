@@ -33,7 +33,7 @@ func Parse(key, v string) (int, error) {
 	}
 	seq, err := strconv.Atoi(s)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrBad, err)
+		return 0, fmt.Errorf("%w: %w", ErrBad, err)
 	}
 	return seq, nil
 }
