@@ -398,7 +398,10 @@ func TestDecisionsAreLogged(t *testing.T) {
 // and enqueues nothing, even when it beats the create's answer to the manager (an edit by
 // anyone else still does: TestDriftIsRepaired). Without that, 12–13 of 20 took a second.
 func TestFirstSyncIsOnePass(t *testing.T) {
-	ns, _ := setup(t, "keyway") // the connection is verified by the first binding's pull
+	ns, _ := setup(t, "keyway")
+	// Its readiness settled (a change of it passes every binding of the connection again).
+	waitConnReason(t, &kf.VaultConnection{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "keyway"}}, kf.ReasonAuthenticated)
+	time.Sleep(time.Second)
 	const n = 20
 	for i := range n {
 		b := bindingFor(ns, fmt.Sprintf("second-%02d", i), "keyway", "keyway")

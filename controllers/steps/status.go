@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
@@ -43,10 +44,22 @@ func PatchStatus[S Status](ctx context.Context, p StatusPatcher, obj client.Obje
 		return fmt.Errorf("status patch of %T %s: %w", obj, client.ObjectKeyFromObject(obj), err)
 	}
 	*current = next
-	if err := p.Client.Status().Patch(ctx, obj, patch); err != nil {
+	// The patch goes through a metadata-only object: the API server answers with the
+	// object's metadata (protobuf) instead of the whole object as JSON, which the manager
+	// would decode only to learn what it just sent (the watch brings the object anyway).
+	// obj keeps next and takes the new resourceVersion.
+	gvk, err := apiutil.GVKForObject(obj, p.Client.Scheme())
+	if err != nil {
+		*current = prev
+		return fmt.Errorf("status patch of %T %s: %w", obj, client.ObjectKeyFromObject(obj), err)
+	}
+	answer := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: obj.GetNamespace(), Name: obj.GetName()}}
+	answer.SetGroupVersionKind(gvk)
+	if err := p.Client.Status().Patch(ctx, answer, patch); err != nil {
 		*current = prev
 		return err
 	}
+	obj.SetResourceVersion(answer.GetResourceVersion())
 	conditions.RecordTransition(p.Recorder, obj, conditions.ReadyOf(prev.StatusConditions()), conditions.ReadyOf(next.StatusConditions()))
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,8 +156,10 @@ type soakReport struct {
 	Started  time.Time `json:"started"`
 	Changes  int       `json:"changes"`
 	// Lost lists vault changes a Secret never showed, or showed too late.
-	Lost        []string `json:"lost"`
-	MaxLatency  string   `json:"maxLatency"`
+	Lost       []string `json:"lost"`
+	MaxLatency string   `json:"maxLatency"`
+	// Slowest are the changes that took longest to reach their last Secret.
+	Slowest     []string `json:"slowest"`
 	MeanLatency string   `json:"meanLatency"`
 	Reads       int      `json:"reads"`
 	BadReads    int      `json:"badReads"`
@@ -221,6 +224,7 @@ func (r *soakReport) check(t *testing.T) {
 	t.Logf("soak: leader RSS mean %.1f MiB (peak %.1f), slope over the last half %+.1f MiB/h; goroutines mean %.0f, %+.0f/h; fds mean %.0f, %+.1f/h",
 		r.RSSMeanMiB, r.RSSPeakMiB, r.RSSSlopeMiBPerHour, r.GoroutinesMean, r.GoroutineSlopePerH, r.FDsMean, r.FDSlopePerHour)
 	t.Logf("soak: pulls per %v: mean %.1f, max %d, for %d environments", soakRefresh, r.PullsPerInterval, r.MaxPullsPerInterval, r.Environments)
+	t.Logf("soak: slowest changes to reach all their Secrets: %v", r.Slowest)
 	for _, f := range r.Faults {
 		t.Logf("soak: fault %s at %s for %v", f.What, f.Start.Sub(r.Started).Round(time.Second), f.End.Sub(f.Start).Round(time.Second))
 	}
@@ -871,8 +875,14 @@ func (w *soakWorld) report(t *testing.T, revisions0 map[string]int) *soakReport 
 	// Lost updates, and how long each change took to reach each of its Secrets.
 	var sum, worst time.Duration
 	n := 0
+	type slow struct {
+		c   change
+		lat time.Duration
+	}
+	var slowest []slow
 	for _, c := range w.changes {
 		due := w.deadline(c)
+		var last time.Duration
 		for _, s := range secretsOf(c.env) {
 			var at time.Time
 			for _, v := range w.seen[s][c.key] {
@@ -891,9 +901,15 @@ func (w *soakWorld) report(t *testing.T, revisions0 map[string]int) *soakReport 
 				lat := max(at.Sub(c.at), 0)
 				sum += lat
 				worst = max(worst, lat)
+				last = max(last, lat)
 				n++
 			}
 		}
+		slowest = append(slowest, slow{c, last})
+	}
+	sort.Slice(slowest, func(i, j int) bool { return slowest[i].lat > slowest[j].lat })
+	for _, s := range slowest[:min(len(slowest), 5)] {
+		r.Slowest = append(r.Slowest, fmt.Sprintf("%s/%s #%d made at %s: %v", s.c.env, s.c.key, s.c.seq, s.c.at.Sub(w.start).Round(time.Second), s.lat.Round(time.Second)))
 	}
 	if n > 0 {
 		r.MeanLatency, r.MaxLatency = (sum / time.Duration(n)).Round(100*time.Millisecond).String(), worst.Round(100*time.Millisecond).String()
