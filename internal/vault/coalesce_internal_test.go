@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,5 +38,51 @@ func TestCoalescerDropsIdleTargets(t *testing.T) {
 	}
 	if n := c.pulls.cached(); n != 1 {
 		t.Fatalf("%d targets cached, want only the one still asked for", n)
+	}
+}
+
+// A target that keeps failing is asked less and less often (the shared error hold doubles
+// up to maxErrorHold), and one success starts it again from errorHold.
+func TestErrorHoldGrowsWhileTheTargetFails(t *testing.T) {
+	var requests, failing atomic.Int32
+	failing.Store(1)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		requests.Add(1)
+		if failing.Load() == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte(`{"A":"1"}`))
+	}))
+	defer hs.Close()
+	clock := clocktesting.NewFakeClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
+	c, err := New(Config{Provider: "http", BaseURL: hs.URL, AllowInsecureHTTP: true, Auth: AuthBearer, Token: "t0ken", Clock: clock}, Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tgt := Target{Vault: "v", Environment: "e", Request: &PullRequest{Path: "/e"}}
+	// Asked every second for 65 s: holds of 5, 10, 20, 30 s → requests at 0, 5, 15, 35, 65.
+	for range 66 {
+		_, _ = c.Fetch(ctx, tgt, 30*time.Second)
+		clock.Step(time.Second)
+	}
+	if n := requests.Load(); n != 5 {
+		t.Fatalf("%d requests in 65 s of failures, want 5 (a fixed 5 s hold: 14)", n)
+	}
+	failing.Store(0)
+	clock.Step(maxErrorHold)
+	if _, err := c.Fetch(ctx, tgt, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(1)
+	clock.Step(time.Minute) // the snapshot is stale: the next ask sends
+	before := requests.Load()
+	for range 6 {
+		_, _ = c.Fetch(ctx, tgt, 30*time.Second)
+		clock.Step(time.Second)
+	}
+	if n := requests.Load() - before; n != 2 {
+		t.Fatalf("%d requests in the 6 s after a success, want 2 (the hold starts again at %v)", n, errorHold)
 	}
 }
