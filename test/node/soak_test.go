@@ -25,7 +25,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/keyferry/keyferry/internal/dev/localstack"
 	"github.com/keyferry/keyferry/internal/dev/soakvalue"
 )
 
@@ -358,7 +357,6 @@ func (w *soakWorld) populate(t *testing.T) {
 			w.truth[soakEnv(e)+"/"+soakKey(k)] = 0
 		}
 	}
-	caJSON, _ := json.Marshal(vaultCA)
 	var b strings.Builder
 	for n := range soakNamespaces {
 		ns := soakNS(n)
@@ -422,26 +420,8 @@ spec:
 `, ns, r, envsPerNamespace+r)
 		}
 	}
+	b.WriteString("---\n" + platformConnection("soak-platform", "soak/shared", vaultCA))
 	fmt.Fprintf(&b, `---
-apiVersion: v1
-kind: Namespace
-metadata: {name: soak-platform}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: keyway, namespace: soak-platform, labels: {keyferry.dev/credentials: "true"}}
-stringData: {token: %[1]s, ca.crt: %[2]s}
----
-apiVersion: keyferry.dev/v1beta1
-kind: ClusterVaultConnection
-metadata: {name: platform}
-spec:
-  provider: keyway
-  url: https://%[3]s:8443/keyway
-  caBundleSecretRef: {name: keyway, namespace: soak-platform, key: ca.crt}
-  auth: {bearer: {secretRef: {name: keyway, namespace: soak-platform, key: token}}}
-  namespaceSelector: {matchLabels: {soak/shared: "true"}}
----
 apiVersion: keyferry.dev/v1beta1
 kind: ClusterSecretBinding
 metadata: {name: shared}
@@ -451,10 +431,10 @@ spec:
   template:
     spec:
       connectionRef: {kind: ClusterVaultConnection, name: platform}
-      vault: %[4]s
-      environment: %[5]s
-      refreshInterval: %[6]s
-`, localstack.DemoCredentials["keyway"], caJSON, vaultIP, soakVault, sharedEnv(), soakRefresh)
+      vault: %[1]s
+      environment: %[2]s
+      refreshInterval: %[3]s
+`, soakVault, sharedEnv(), soakRefresh)
 	apply(t, b.String())
 	for n := range soakNamespaces {
 		kubectl(t, "wait", "--for=condition=Ready", "--timeout=10m", "-n", soakNS(n), "secretbindings", "--all")

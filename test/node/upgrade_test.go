@@ -4,7 +4,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,8 +20,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/keyferry/keyferry/internal/dev/localstack"
 )
 
 // previous and current are the two releases the proof moves between.
@@ -265,27 +262,8 @@ spec:
 `, ns, i, i%environments)
 		}
 	}
-	caJSON, _ := json.Marshal(caPEM)
-	fmt.Fprintf(&b, `---
-apiVersion: v1
-kind: Namespace
-metadata: {name: up-platform}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: keyway, namespace: up-platform, labels: {keyferry.dev/credentials: "true"}}
-stringData: {token: %[1]s, ca.crt: %[2]s}
----
-apiVersion: keyferry.dev/v1alpha1
-kind: ClusterVaultConnection
-metadata: {name: platform}
-spec:
-  provider: keyway
-  url: https://%[3]s:8443/keyway
-  caBundleSecretRef: {name: keyway, namespace: up-platform, key: ca.crt}
-  auth: {bearer: {secretRef: {name: keyway, namespace: up-platform, key: token}}}
-  namespaceSelector: {matchLabels: {upgrade/fanned: "true"}}
----
+	b.WriteString("---\n" + platformConnection("up-platform", "upgrade/fanned", caPEM))
+	b.WriteString(`---
 apiVersion: keyferry.dev/v1alpha1
 kind: ClusterSecretBinding
 metadata: {name: shared}
@@ -297,7 +275,7 @@ spec:
       connectionRef: {kind: ClusterVaultConnection, name: platform}
       vault: acme/upgrade
       environment: env-0
-`, localstack.DemoCredentials["keyway"], caJSON, vaultIP)
+`)
 	for i := range fannedNamespaces {
 		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: fan-%02d, labels: {upgrade/fanned: \"true\"}}\n", i)
 	}
