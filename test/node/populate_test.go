@@ -63,3 +63,26 @@ spec:
   namespaceSelector: {matchLabels: {%[5]s: "true"}}
 `, ns, localstack.DemoCredentials["keyway"], caJSON, vaultIP, selector, manifestVersion)
 }
+
+// restartingApp is a Deployment opted in to restarts that reads key of Secret secret as an
+// environment variable (and nothing else of it).
+func restartingApp(ns, name, secret, key string) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %[2]s, namespace: %[1]s, labels: {keyferry.dev/restart-on-change: "true"}}
+spec:
+  selector: {matchLabels: {app: %[2]s}}
+  template:
+    metadata: {labels: {app: %[2]s}}
+    spec:
+      automountServiceAccountToken: false
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: docker.io/library/keyferry-testapp:dev
+        imagePullPolicy: Never
+        args: ["-env", %[4]q, "-listen", ":8080"]
+        env: [{name: %[4]s, valueFrom: {secretKeyRef: {name: %[3]s, key: %[4]s}}}]
+        resources: {requests: {cpu: 1m, memory: 8Mi}}
+`, ns, name, secret, key)
+}

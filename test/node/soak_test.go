@@ -373,26 +373,7 @@ spec:
 		for d := range deploymentsEach {
 			// Each consumes K0 of one binding (a different environment each): changes of
 			// K1..K3 must restart nothing.
-			fmt.Fprintf(&b, `---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: app-%[2]d, namespace: %[1]s, labels: {keyferry.dev/restart-on-change: "true"}}
-spec:
-  revisionHistoryLimit: 2
-  selector: {matchLabels: {app: app-%[2]d}}
-  template:
-    metadata: {labels: {app: app-%[2]d}}
-    spec:
-      automountServiceAccountToken: false
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: app
-        image: docker.io/library/keyferry-testapp:dev
-        imagePullPolicy: Never
-        args: ["-env", "K0", "-listen", ":8080"]
-        env: [{name: K0, valueFrom: {secretKeyRef: {name: b-%[2]d, key: K0}}}]
-        resources: {requests: {cpu: 1m, memory: 8Mi}}
-`, ns, d)
+			b.WriteString("---\n" + restartingApp(ns, fmt.Sprintf("app-%d", d), fmt.Sprintf("b-%d", d), "K0"))
 		}
 		for r := range readersEach {
 			// Not opted in: the kubelet updates the files in place.

@@ -295,25 +295,7 @@ spec:
   source: {name: generated}
 `)
 	for i := range workloads {
-		fmt.Fprintf(&b, `---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: app-%[1]d, namespace: up-1, labels: {keyferry.dev/restart-on-change: "true"}}
-spec:
-  selector: {matchLabels: {app: app-%[1]d}}
-  template:
-    metadata: {labels: {app: app-%[1]d}}
-    spec:
-      automountServiceAccountToken: false
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: app
-        image: docker.io/library/keyferry-testapp:dev
-        imagePullPolicy: Never
-        args: ["-env", "API_KEY", "-listen", ":8080"]
-        env: [{name: API_KEY, valueFrom: {secretKeyRef: {name: b-%[1]d, key: API_KEY}}}]
-        resources: {requests: {cpu: 1m, memory: 8Mi}}
-`, i)
+		b.WriteString("---\n" + restartingApp("up-1", fmt.Sprintf("app-%d", i), fmt.Sprintf("b-%d", i), "API_KEY"))
 	}
 	apply(t, b.String())
 	for n := range upgradeNamespaces {
